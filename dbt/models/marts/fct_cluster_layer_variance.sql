@@ -1,0 +1,15 @@
+-- Layer spread of each non-empty cluster (Ben Yaakov et al., Sec. 3.2): mean, median and the
+-- population variance (ddof = 0) of its neurons' layer indices.
+select
+    model,
+    checkpoint,
+    method,
+    filter_percentile,
+    seed,
+    cluster_id,
+    count(*) as n_neurons,
+    avg(layer) as layer_mean,
+    median(layer) as layer_median,
+    var_pop(layer) as layer_variance
+from {{ ref('stg_explanation_clusters') }}
+group by model, checkpoint, method, filter_percentile, seed, cluster_id

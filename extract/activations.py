@@ -1,0 +1,283 @@
+"""Streaming activation extraction: load a checkpoint offline, hook MLP post-activations, aggregate.
+
+Activations are never held for the whole corpus. Each batch of sentences is run through the
+model with hooks on ``blocks.{l}.mlp.hook_post`` only; the batch's activations (real tokens only:
+no padding, no special tokens) are folded into :class:`ActivationAggregates` and dropped.
+Memory is bounded by the model size, the batch, the vocabulary and top-k, not by corpus length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+SITE_MLP = "mlp"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing or is not a loadable Hugging Face checkpoint."""
+
+
+def check_checkpoint_folder(path: str | Path) -> Path:
+    """Return `path` if it holds a Hugging Face config and safetensors weights; else raise."""
+    folder = Path(path)
+    if not folder.exists():
+        raise CheckpointError(f"checkpoint folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {str(folder)!r} is a file, not a checkpoint folder")
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{str(folder)!r} is not a checkpoint: it has no config.json "
+            "(expected a Hugging Face model folder saved with save_pretrained)")
+    if not any((folder / w).is_file() for w in WEIGHT_FILES):
+        raise CheckpointError(
+            f"{str(folder)!r} is not a checkpoint: it has no model.safetensors weights")
+    return folder
+
+
+def load_bridge(path: str | Path):
+    """Load a local Hugging Face checkpoint folder through TransformerLens' TransformerBridge.
+
+    Uses ``TransformerBridge.boot_transformers`` on the folder (never a hub name), on the CPU,
+    with ``trust_remote_code`` off, in eval mode.
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    folder = check_checkpoint_folder(path)
+    bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device="cpu",
+                                                 trust_remote_code=False)
+    bridge.eval()
+    return bridge
+
+
+def mlp_hook_names(n_layers: int) -> list[str]:
+    return [f"blocks.{layer}.mlp.hook_post" for layer in range(n_layers)]
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` framed as <bos> text <eos> when the tokenizer has those tokens."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    return ([bos] if bos is not None else []) + ids + ([eos] if eos is not None else [])
+
+
+@dataclass
+class ActivationBatch:
+    """Activations of the real tokens of one batch: ``acts[m, j]`` for token m and neuron j,
+    neurons of all layers concatenated layer by layer."""
+
+    acts: torch.Tensor  # (M, n_layers * d_mlp) float32
+    token_ids: torch.Tensor  # (M,) long
+    sentence_ids: torch.Tensor  # (M,) long
+    positions: torch.Tensor  # (M,) long, token position within the sentence's sequence
+
+
+def stream_mlp_activations(
+    bridge,
+    sentences: Sequence[tuple[int, str]],
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[ActivationBatch]:
+    """Yield the MLP post-activations of `sentences` ((sentence_id, text) pairs) batch by batch.
+
+    Sequences are right-padded; with causal attention no real token attends to the padding, so
+    the padding only has to be excluded from the output, as do special tokens (BOS, EOS).
+    """
+    tok = bridge.tokenizer
+    n_layers = bridge.cfg.n_layers
+    names = mlp_hook_names(n_layers)
+    special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n_ctx = bridge.cfg.n_ctx
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start: start + batch_size]
+        seqs = [encode(tok, text)[:n_ctx] for _, text in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        real = torch.zeros((len(seqs), width), dtype=torch.bool)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            real[i, : len(s)] = True
+        keep = real & ~torch.isin(ids, special)
+        captured: list[torch.Tensor | None] = [None] * n_layers
+
+        def capture_layer(layer: int):
+            def capture(act, hook):
+                captured[layer] = act.detach()[keep]
+                return act
+            return capture
+
+        with torch.no_grad():
+            bridge.run_with_hooks(ids, fwd_hooks=[(n, capture_layer(i)) for i, n in enumerate(names)])
+        acts = torch.cat(captured, dim=-1).float()
+        sid = torch.tensor([s for s, _ in chunk], dtype=torch.long)
+        yield ActivationBatch(
+            acts=acts,
+            token_ids=ids[keep],
+            sentence_ids=sid[:, None].expand_as(ids)[keep],
+            positions=torch.arange(width)[None, :].expand_as(ids)[keep],
+        )
+        if progress:
+            progress(min(start + batch_size, len(sentences)), len(sentences))
+
+
+class ActivationAggregates:
+    """Mergeable per-neuron aggregates of a stream of activations.
+
+    * moments: count, mean and M2 combined per batch with Chan et al.'s parallel update
+      (std = sqrt(M2 / n), the population standard deviation), max, count of activations > 0;
+    * per token type t and neuron j, the sum of activations and the count of t, from which
+      Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``;
+    * the top-k activations of each neuron with their (sentence_id, position).
+    All sums are float64.
+    """
+
+    def __init__(self, n_neurons: int, vocab_size: int, top_k: int = 10):
+        self.n = 0
+        self.mean = torch.zeros(n_neurons, dtype=torch.float64)
+        self.m2 = torch.zeros(n_neurons, dtype=torch.float64)
+        self.max = torch.full((n_neurons,), -torch.inf, dtype=torch.float64)
+        self.n_positive = torch.zeros(n_neurons, dtype=torch.int64)
+        self.token_sum = torch.zeros((vocab_size, n_neurons), dtype=torch.float64)
+        self.token_count = torch.zeros(vocab_size, dtype=torch.int64)
+        self.top_k = top_k
+        self.top_values = torch.full((0, n_neurons), -torch.inf, dtype=torch.float32)
+        self.top_sentence = torch.zeros((0, n_neurons), dtype=torch.long)
+        self.top_position = torch.zeros((0, n_neurons), dtype=torch.long)
+
+    def update(self, batch: ActivationBatch) -> None:
+        x = batch.acts.double()
+        m = x.shape[0]
+        if m == 0:
+            return
+        b_mean = x.mean(0)
+        b_m2 = ((x - b_mean) ** 2).sum(0)
+        delta = b_mean - self.mean
+        total = self.n + m
+        self.mean += delta * m / total
+        self.m2 += b_m2 + delta**2 * self.n * m / total
+        self.n = total
+        self.max = torch.maximum(self.max, x.max(0).values)
+        self.n_positive += (batch.acts > 0).sum(0)
+        self.token_sum.index_add_(0, batch.token_ids, x)
+        self.token_count += torch.bincount(batch.token_ids, minlength=self.token_count.shape[0])
+        self._update_top(batch)
+
+    def _update_top(self, batch: ActivationBatch) -> None:
+        n_neurons = batch.acts.shape[1]
+        values = torch.cat([self.top_values, batch.acts])
+        sents = torch.cat([self.top_sentence, batch.sentence_ids[:, None].expand(-1, n_neurons)])
+        poss = torch.cat([self.top_position, batch.positions[:, None].expand(-1, n_neurons)])
+        k = min(self.top_k, values.shape[0])
+        self.top_values, idx = values.topk(k, dim=0)
+        self.top_sentence = sents.gather(0, idx)
+        self.top_position = poss.gather(0, idx)
+
+    def moments_frame(self, n_layers: int) -> pl.DataFrame:
+        """Table ``neuron_moments``: site, layer, neuron, n_tokens, mean, std, max, frac_positive."""
+        if self.n == 0:
+            raise ValueError("no activations were aggregated: the corpus yielded no real tokens")
+        d = self.mean.shape[0] // n_layers
+        j = np.arange(self.mean.shape[0])
+        return pl.DataFrame({
+            "site": SITE_MLP, "layer": j // d, "neuron": j % d, "n_tokens": self.n,
+            "mean": self.mean.numpy(), "std": (self.m2 / self.n).sqrt().numpy(),
+            "max": self.max.numpy(), "frac_positive": (self.n_positive / self.n).numpy(),
+        })
+
+    def token_means_frame(self, n_layers: int, token_strings: Sequence[str],
+                          min_count: int) -> pl.DataFrame:
+        """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times."""
+        types = torch.nonzero(self.token_count >= min_count).flatten()
+        means = self.token_sum[types] / self.token_count[types, None]  # (T, N)
+        n_types, n_neurons = means.shape
+        d = n_neurons // n_layers
+        j = np.tile(np.arange(n_neurons), n_types)
+        t = np.repeat(types.numpy(), n_neurons)
+        return pl.DataFrame({
+            "site": SITE_MLP, "layer": j // d, "neuron": j % d, "token_id": t,
+            "token": np.asarray(token_strings, dtype=object)[t],
+            "token_count": self.token_count.numpy()[t], "mean_activation": means.flatten().numpy(),
+        })
+
+    def top_contexts_frame(self, n_layers: int, context_of: Callable[[int, int], tuple[str, str]]
+                           ) -> pl.DataFrame:
+        """Table ``neuron_top_contexts``; `context_of(sentence_id, position)` gives (token, context)."""
+        k, n_neurons = self.top_values.shape
+        d = n_neurons // n_layers
+        sents = self.top_sentence.flatten().numpy()
+        poss = self.top_position.flatten().numpy()
+        pairs = [context_of(int(s), int(p)) for s, p in zip(sents, poss)]
+        j = np.tile(np.arange(n_neurons), k)
+        return pl.DataFrame({
+            "site": SITE_MLP, "layer": j // d, "neuron": j % d,
+            "rank": np.repeat(np.arange(1, k + 1), n_neurons),
+            "activation": self.top_values.flatten().double().numpy(),
+            "sentence_id": sents, "position": poss,
+            "token": [p[0] for p in pairs], "context": [p[1] for p in pairs],
+        })
+
+
+def token_strings(tokenizer, vocab_size: int) -> list[str]:
+    """Readable text of every token id (byte-level tokens decoded, e.g. 'Ġthe' -> ' the')."""
+    return [tokenizer.decode([i]) for i in range(vocab_size)]
+
+
+def context_lookup(tokenizer, sentences: Iterable[tuple[int, str]], wanted: set[int],
+                   strings: Sequence[str], window: int = 8) -> Callable[[int, int], tuple[str, str]]:
+    """Build `context_of(sentence_id, position)` -> (token, context) for the `wanted` sentences.
+
+    The context is up to `window` tokens before the position, the token in [[ ]], and two after.
+    Only the wanted sentences are re-encoded, so memory is bounded by top-k, not the corpus.
+    """
+    encoded = {sid: encode(tokenizer, text) for sid, text in sentences if sid in wanted}
+
+    def context_of(sid: int, pos: int) -> tuple[str, str]:
+        ids = encoded[sid]
+        before = "".join(strings[i] for i in ids[max(0, pos - window): pos])
+        after = "".join(strings[i] for i in ids[pos + 1: pos + 3])
+        return strings[ids[pos]], f"{before}[[{strings[ids[pos]]}]]{after}"
+
+    return context_of
+
+
+@dataclass
+class ExtractionResult:
+    moments: pl.DataFrame
+    token_means: pl.DataFrame
+    top_contexts: pl.DataFrame
+    n_layers: int
+    d_mlp: int
+
+
+def extract_mlp_aggregates(
+    bridge,
+    sentences: Sequence[tuple[int, str]],
+    batch_size: int = 32,
+    min_token_count: int = 5,
+    top_k: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractionResult:
+    """Stream `sentences` through `bridge` and return the three aggregate tables of the MLP site."""
+    if not sentences:
+        raise ValueError("corpus is empty: no sentences to extract activations from")
+    n_layers, d_mlp = bridge.cfg.n_layers, bridge.cfg.d_mlp
+    vocab = bridge.cfg.d_vocab
+    agg = ActivationAggregates(n_layers * d_mlp, vocab, top_k)
+    for batch in stream_mlp_activations(bridge, sentences, batch_size, progress):
+        agg.update(batch)
+    strings = token_strings(bridge.tokenizer, vocab)
+    wanted = set(agg.top_sentence.flatten().tolist())
+    context_of = context_lookup(bridge.tokenizer, sentences, wanted, strings)
+    return ExtractionResult(
+        moments=agg.moments_frame(n_layers),
+        token_means=agg.token_means_frame(n_layers, strings, min_token_count),
+        top_contexts=agg.top_contexts_frame(n_layers, context_of),
+        n_layers=n_layers, d_mlp=d_mlp,
+    )

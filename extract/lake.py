@@ -1,0 +1,147 @@
+"""The lake schema: the one module that `extract/`, `models/` and `dagster_project/` share.
+
+Every lake table is a folder of Parquet files under ``<home>/lake/<table>/``, hive-partitioned by
+``model=<m>/checkpoint=<c>/`` (the corpus by ``model=<m>/`` only). The partition columns live in the
+path, not in the files, so DuckDB reads them back with ``hive_partitioning=true``.
+
+Writes are atomic: a file is written under a temporary name in the same folder and renamed into
+place, so a reader (or a killed run) never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Column types of every lake table, without the hive partition columns (model, checkpoint).
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "corpus": {
+        "sentence_id": pl.Int64, "split": pl.Utf8, "word_index": pl.Int64, "word": pl.Utf8,
+        "pos": pl.Utf8, "semantic_class": pl.Utf8, "suffix": pl.Utf8, "position": pl.Utf8,
+    },
+    "neuron_moments": {
+        "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "n_tokens": pl.Int64,
+        "mean": pl.Float64, "std": pl.Float64, "max": pl.Float64, "frac_positive": pl.Float64,
+    },
+    "neuron_token_means": {
+        "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "token_id": pl.Int64,
+        "token": pl.Utf8, "token_count": pl.Int64, "mean_activation": pl.Float64,
+    },
+    "neuron_top_contexts": {
+        "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "rank": pl.Int64,
+        "activation": pl.Float64, "sentence_id": pl.Int64, "position": pl.Int64,
+        "token": pl.Utf8, "context": pl.Utf8,
+    },
+    "explanations": {
+        "layer": pl.Int64, "neuron": pl.Int64, "explanation": pl.Utf8, "score": pl.Float64,
+    },
+    "explanation_embeddings": {
+        "layer": pl.Int64, "neuron": pl.Int64, "embedding": pl.List(pl.Float32),
+    },
+    "clusterings": {
+        "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
+        "n_clusters": pl.Int64, "n_layers": pl.Int64, "n_neurons": pl.Int64,
+    },
+    "explanation_clusters": {
+        "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
+        "layer": pl.Int64, "neuron": pl.Int64, "cluster_id": pl.Int64,
+    },
+}
+
+CORPUS_TABLES = {"corpus"}
+PLACEHOLDER = "_none"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class LakeError(ValueError):
+    """A lake table or name is not what the schema says."""
+
+
+def safe_name(value: str, what: str) -> str:
+    """Return `value` if it is a safe folder name (no path separators, no '..'), else raise."""
+    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
+        raise LakeError(
+            f"{what} {value!r} is not a valid name: use letters, digits, '.', '_' or '-' "
+            "(no '/', no '..', at most 128 characters)"
+        )
+    return value
+
+
+def table_dir(lake: Path, table: str) -> Path:
+    if table not in SCHEMAS:
+        raise LakeError(f"unknown lake table {table!r}; known tables: {sorted(SCHEMAS)}")
+    return Path(lake) / table
+
+
+def partition_path(lake: Path, table: str, model: str, checkpoint: str | None = None) -> Path:
+    """Path of the single Parquet file that holds one model/checkpoint partition of `table`."""
+    folder = table_dir(lake, table) / f"model={safe_name(model, 'model')}"
+    if table not in CORPUS_TABLES:
+        if checkpoint is None:
+            raise LakeError(f"lake table {table!r} is partitioned by checkpoint; pass one")
+        folder = folder / f"checkpoint={safe_name(checkpoint, 'checkpoint')}"
+    return folder / "data.parquet"
+
+
+def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Select and cast `df` to the table's schema; raise naming missing columns."""
+    schema = SCHEMAS[table]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise LakeError(f"lake table {table!r}: frame lacks columns {missing}")
+    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> Path:
+    """Write `table` to `path` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_table(
+    lake: Path, table: str, df: pl.DataFrame, model: str, checkpoint: str | None = None
+) -> Path:
+    """Conform `df` to the schema of `table` and write it as the model/checkpoint partition."""
+    path = partition_path(lake, table, model, checkpoint)
+    return atomic_write_parquet(conform(df, table).to_arrow(), path)
+
+
+def read_table(lake: Path, table: str, model: str, checkpoint: str | None = None) -> pl.DataFrame:
+    """Read one model/checkpoint partition of `table`; raise a clear error if it is absent."""
+    path = partition_path(lake, table, model, checkpoint)
+    if not path.exists():
+        raise LakeError(
+            f"lake table {table!r} has no partition for model={model!r}"
+            + (f", checkpoint={checkpoint!r}" if checkpoint else "")
+            + f" (looked for {path}); materialize its asset first"
+        )
+    return pl.read_parquet(path)
+
+
+def ensure_placeholders(lake: Path) -> None:
+    """Give every table a zero-row typed file so dbt staging views compile in any study.
+
+    The placeholder lives at ``model=_none/checkpoint=_none/``, a name no user model can take
+    (names start with a letter or digit), and contributes no rows.
+    """
+    for table, schema in SCHEMAS.items():
+        folder = table_dir(lake, table) / f"model={PLACEHOLDER}"
+        if table not in CORPUS_TABLES:
+            folder = folder / f"checkpoint={PLACEHOLDER}"
+        path = folder / "data.parquet"
+        if not path.exists():
+            atomic_write_parquet(pl.DataFrame(schema=schema).to_arrow(), path)

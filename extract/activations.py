@@ -16,29 +16,9 @@ import numpy as np
 import polars as pl
 import torch
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+from extract.checkpoints import check_checkpoint_folder
+
 SITE_MLP = "mlp"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing or is not a loadable Hugging Face checkpoint."""
-
-
-def check_checkpoint_folder(path: str | Path) -> Path:
-    """Return `path` if it holds a Hugging Face config and safetensors weights; else raise."""
-    folder = Path(path)
-    if not folder.exists():
-        raise CheckpointError(f"checkpoint folder {str(folder)!r} does not exist")
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint {str(folder)!r} is a file, not a checkpoint folder")
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(
-            f"{str(folder)!r} is not a checkpoint: it has no config.json "
-            "(expected a Hugging Face model folder saved with save_pretrained)")
-    if not any((folder / w).is_file() for w in WEIGHT_FILES):
-        raise CheckpointError(
-            f"{str(folder)!r} is not a checkpoint: it has no model.safetensors weights")
-    return folder
 
 
 def load_bridge(path: str | Path):

@@ -1,0 +1,33 @@
+# Neuron Warehouse: `make demo`, `make test`, `make bench`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench ui clean
+
+# (Re)install only when the pins or the package metadata change. torch==2.13.0 is first in
+# requirements.txt and installed in the same resolution, so nothing can upgrade it.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/nwh demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts=""
+
+ui: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/nwh ui
+
+clean:
+	rm -rf $(VENV) dbt/target dbt/logs

@@ -1,0 +1,194 @@
+"""Python assets: one per lake table, each a thin call into `extract/` or `models/`.
+
+Assets exchange data through the lake (Parquet), not through IO managers: each reads its
+upstream tables with `extract.lake.read_table` and writes its own with `write_table`.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from dagster_project.partitions import checkpoints_partitions, parse_partition_key
+from dagster_project.resources import NwhResource
+from dagster_project.study import StudyConfig
+from extract import lake
+from extract.activations import (extract_mlp_aggregates, load_bridge, stream_mlp_activations,
+                                 token_strings)
+from extract.checkpoints import CheckpointError, find_checkpoints
+from extract.corpus import sentences, synthetic_corpus, text_corpus
+from extract.embeddings import embed_texts, load_embedder
+from extract.explainer import explain_neurons, score_explanations
+from extract.explanation_sources import read_explanation_table
+from models.clustering import cluster_explanations
+
+LAKE = ["lake"]
+
+def _key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([*LAKE, table])
+
+def _partition(context) -> tuple[str, str]:
+    return parse_partition_key(context.partition_key)
+
+def _study_for(context, nwh: NwhResource) -> StudyConfig:
+    study = nwh.study()
+    model, _ = _partition(context)
+    if model != study.model:
+        raise dg.Failure(f"partition {context.partition_key!r} is for model {model!r}, but the "
+                         f"configured study is for model {study.model!r}")
+    return study
+
+def checkpoint_folder(study: StudyConfig, checkpoint: str) -> Path:
+    """The folder of checkpoint `checkpoint` among the study's checkpoints."""
+    found = dict(find_checkpoints(study.checkpoints))
+    if checkpoint not in found:
+        raise CheckpointError(f"checkpoint {checkpoint!r} not found in {study.checkpoints!r}; "
+                              f"found: {sorted(found)}")
+    return found[checkpoint]
+
+def _progress(context, what: str, every: int = 10) -> Callable[[int, int], None]:
+    calls = {"n": 0}
+
+    def report(done: int, total: int) -> None:
+        calls["n"] += 1
+        if calls["n"] % every == 0 or done == total:
+            context.log.info(f"{what}: {done}/{total} sentences ({100 * done / total:.0f}%)")
+
+    return report
+
+def _preview(df: pl.DataFrame, n: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.head(n).to_pandas().to_markdown(index=False))
+
+@dg.asset(key=_key("corpus"), group_name="corpus", kinds={"python", "parquet"},
+          description="The study's corpus, one row per word with its labels (POS-style tag, "
+                      "semantic class, suffix, sentence position; null for plain text) and its "
+                      "split (train: aggregates; heldout: explanation scoring).")
+def corpus(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    study = nwh.study()
+    cfg = study.corpus
+    if cfg.kind == "synthetic":
+        df = synthetic_corpus(cfg.n_sentences, cfg.seed, cfg.heldout_fraction)
+    else:
+        df = text_corpus(cfg.path, cfg.per, cfg.seed, cfg.heldout_fraction)
+    path = lake.write_table(nwh.lake, "corpus", df, study.model)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df),
+        "n_sentences": df["sentence_id"].n_unique(), "preview": _preview(df)})
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(_key("neuron_moments"), deps=[_key("corpus")], group_name="extraction",
+                     kinds={"python", "parquet"},
+                     description="Per MLP neuron: n_tokens, mean, std (population), max and "
+                                 "fraction > 0 of its post-activation over the train split."),
+        dg.AssetSpec(_key("neuron_token_means"), deps=[_key("corpus")], group_name="extraction",
+                     kinds={"python", "parquet"},
+                     description="Mean activation of each neuron on each token type seen at "
+                                 "least min_token_count times (Eq. 1 of Zhang et al.)."),
+        dg.AssetSpec(_key("neuron_top_contexts"), deps=[_key("corpus")], group_name="extraction",
+                     kinds={"python", "parquet"},
+                     description="Top-k activating tokens of each neuron with their context."),
+    ],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """Stream the train split through the checkpoint with hooks on blocks.{l}.mlp.hook_post."""
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    bridge = load_bridge(checkpoint_folder(study, checkpoint))
+    train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
+    cfg = study.extraction
+    result = extract_mlp_aggregates(bridge, train, cfg.batch_size, cfg.min_token_count, cfg.top_k,
+                                    progress=_progress(context, "extraction"))
+    for table, df in (("neuron_moments", result.moments),
+                      ("neuron_token_means", result.token_means),
+                      ("neuron_top_contexts", result.top_contexts)):
+        path = lake.write_table(nwh.lake, table, df, model, checkpoint)
+        yield dg.MaterializeResult(asset_key=_key(table), metadata={
+            "path": str(path), "dagster/row_count": len(df), "n_layers": result.n_layers,
+            "d_mlp": result.d_mlp, "preview": _preview(df)})
+
+@dg.asset(key=_key("explanations"), deps=[_key("neuron_token_means"), _key("corpus")],
+          partitions_def=checkpoints_partitions, group_name="explanations",
+          kinds={"python", "parquet"},
+          description="One explanation and score per neuron. source: local explains each neuron "
+                      "by its top tokens and scores it by the pooled Pearson correlation of true "
+                      "and simulated activations on the held-out split; source: table reads them.")
+def explanations(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    if study.explanations.source == "table":
+        df = read_explanation_table(study.explanations.path)
+    else:
+        token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint)
+        df = explain_neurons(token_means, max_tokens=study.explanations.max_tokens)
+        bridge = load_bridge(checkpoint_folder(study, checkpoint))
+        heldout = sentences(lake.read_table(nwh.lake, "corpus", model), "heldout")
+        if not heldout:
+            raise dg.Failure("the corpus has no held-out sentences to score explanations on; "
+                             "raise corpus.heldout_fraction or use a larger corpus")
+        batches = stream_mlp_activations(bridge, heldout, study.extraction.batch_size,
+                                         _progress(context, "scoring"))
+        scores = score_explanations(df["explanation"].to_list(),
+                                    token_strings(bridge.tokenizer, bridge.cfg.d_vocab), batches)
+        df = df.with_columns(pl.Series("score", scores))
+    path = lake.write_table(nwh.lake, "explanations", df, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df),
+        "mean_score": float(np.nanmean(df["score"].to_numpy())) if len(df) else float("nan"),
+        "null_scores": int(df["score"].is_null().sum() + df["score"].is_nan().sum()),
+        "preview": _preview(df.sort("score", descending=True, nulls_last=True))})
+
+@dg.asset(key=_key("explanation_embeddings"), deps=[_key("explanations")],
+          partitions_def=checkpoints_partitions, group_name="explanations",
+          kinds={"python", "parquet"},
+          description="Unit-length sentence embedding of each neuron's explanation (embedded "
+                      "all-MiniLM-L6-v2 by default); identical texts are embedded once.")
+def explanation_embeddings(context: dg.AssetExecutionContext,
+                           nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    df = lake.read_table(nwh.lake, "explanations", model, checkpoint)
+    texts = df["explanation"].to_list()
+    context.log.info(f"embedding {len(texts)} explanations ({len(set(texts))} distinct)")
+    vectors = embed_texts(load_embedder(study.embedding.model), texts, study.embedding.batch_size)
+    out = df.select("layer", "neuron").with_columns(pl.Series("embedding", list(vectors)))
+    path = lake.write_table(nwh.lake, "explanation_embeddings", out, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(out), "dimensions": int(vectors.shape[1]),
+        "distinct_texts": len(set(texts))})
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(_key("clusterings"), deps=[_key("explanation_embeddings"),
+                                                _key("explanations")],
+                     group_name="clustering", kinds={"python", "parquet"},
+                     description="One row per clustering (method, filter percentile, seed) with "
+                                 "its number of clusters K, layers and clustered neurons."),
+        dg.AssetSpec(_key("explanation_clusters"), deps=[_key("explanation_embeddings"),
+                                                         _key("explanations")],
+                     group_name="clustering", kinds={"python", "parquet"},
+                     description="Cluster id of each neuron kept by the per-layer score "
+                                 "percentile filter, per clustering (KMeans or random baseline)."),
+    ],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.clustering
+    scores = lake.read_table(nwh.lake, "explanations", model, checkpoint)
+    emb = lake.read_table(nwh.lake, "explanation_embeddings", model, checkpoint)
+    joined = scores.join(emb, on=["layer", "neuron"], how="inner").sort(["layer", "neuron"])
+    vectors = np.asarray(joined["embedding"].to_list(), dtype=np.float32)
+    clusterings, assignments = cluster_explanations(
+        joined.select("layer", "neuron", "score"), vectors, cfg.methods, cfg.filter_percentiles,
+        cfg.k, cfg.seed)
+    for table, df in (("clusterings", clusterings), ("explanation_clusters", assignments)):
+        path = lake.write_table(nwh.lake, table, df, model, checkpoint)
+        yield dg.MaterializeResult(asset_key=_key(table), metadata={
+            "path": str(path), "dagster/row_count": len(df), "preview": _preview(df)})

@@ -1,0 +1,167 @@
+"""`nwh`: the Neuron Warehouse command line (demo, train, run, query, ui)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE_QUERIES = [
+    ("Gini per layer, KMeans vs random, no filter",
+     "select method, layer, n_neurons, round(gini, 3) as gini from fct_layer_gini "
+     "where filter_percentile = 0 order by method, layer"),
+    ("Layer variance of clusters against the uniform baseline",
+     "select method, filter_percentile, n_clusters, round(mean_variance, 3) as mean_var, "
+     "round(wavg_variance, 3) as wavg_var, uniform_variance from fct_cluster_variance_summary "
+     "order by method, filter_percentile"),
+    ("Best-explained neurons",
+     "select layer, neuron, round(score, 3) as score, explanation from dim_neurons "
+     "where score is not null order by score desc limit 5"),
+]
+
+
+def _home(args) -> Path:
+    from dagster_project.resources import default_home
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["NWH_HOME"] = str(home)
+    return home
+
+
+def _print_progress(step: int, total: int, loss: float) -> None:
+    if step == 1 or step % 50 == 0 or step == total:
+        print(f"  step {step}/{total}  loss {loss:.3f}", flush=True)
+
+
+def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int) -> list[Path]:
+    """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders."""
+    from extract.corpus import sentences, synthetic_corpus
+    from models.demo_lm import DemoModelConfig, train_demo_model
+
+    out = out or home / "checkpoints" / "demo"
+    corpus = synthetic_corpus(n_sentences, seed=0)
+    train_texts = [t for _, t in sentences(corpus, "train")]
+    eval_texts = [t for _, t in sentences(corpus, "heldout")]
+    config = DemoModelConfig(seed=seed, steps=steps,
+                             save_steps=tuple(s for s in (steps // 6, steps // 2) if s > 0))
+    print(f"training the demo GPT-2 ({config.n_layer} layers, d_model {config.d_model}, "
+          f"d_mlp {config.d_mlp}) for {steps} steps into {out}", flush=True)
+    paths = train_demo_model(train_texts, eval_texts, out, config, progress=_print_progress)
+    import json
+
+    state = json.loads((paths[-1] / "trainer_state.json").read_text())
+    print(f"held-out loss {state['eval_loss']:.3f} nats vs unigram entropy "
+          f"{state['unigram_entropy']:.3f} nats; saved {[p.name for p in paths]}")
+    return paths
+
+
+def run(home: Path, study_file: str, checkpoint: str | None) -> Path:
+    from dagster_project.runner import run_study
+    from dagster_project.study import demo_study, load_study
+
+    study = load_study(study_file) if study_file else demo_study(home)
+    started = time.time()
+    outcome = run_study(home, study, str(Path(study_file).resolve()) if study_file else "",
+                        checkpoint)
+    print(f"materialized partition {outcome.partition_key} in {time.time() - started:.0f} s")
+    return outcome.warehouse
+
+
+def demo(home: Path) -> None:
+    from extract.checkpoints import CheckpointError, find_checkpoints
+
+    try:
+        find_checkpoints(home / "checkpoints" / "demo")
+    except CheckpointError:
+        train(home, None, seed=0, steps=600, n_sentences=4000)
+    warehouse = run(home, "", None)
+    print(f"\nThe warehouse is ready: {warehouse}\nTry:")
+    for title, sql in EXAMPLE_QUERIES:
+        print(f"  # {title}\n  nwh query \"{sql}\"")
+
+
+def query(home: Path, sql: str, fmt: str) -> str:
+    """Run `sql` on a read-only connection to the warehouse and format the result."""
+    import duckdb
+    import polars as pl
+
+    path = home / "warehouse.duckdb"
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}: run `nwh demo` or `nwh run` first")
+    with duckdb.connect(str(path), read_only=True) as con:
+        df = con.sql(sql).pl()
+    if fmt == "csv":
+        return df.write_csv()
+    if fmt == "json":
+        return df.write_json()
+    with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        return str(df)
+
+
+def ui(home: Path, study_file: str, host: str, port: int) -> int:
+    """Start `dagster dev` on the definitions, bound to `host` (127.0.0.1 unless told otherwise)."""
+    from dagster_project.runner import instance_for
+
+    instance_for(home)
+    env = {**os.environ, "NWH_HOME": str(home), "HF_HUB_OFFLINE": "1",
+           "NWH_STUDY": str(Path(study_file).resolve()) if study_file else ""}
+    cmd = [str(Path(sys.executable).parent / "dagster"), "dev", "-m",
+           "dagster_project.definitions", "-h", host, "-p", str(port)]
+    print(f"Dagster UI on http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    return subprocess.call(cmd, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nwh", description="Neuron Warehouse")
+    parser.add_argument("--home", help="data folder (default: $NWH_HOME or warehouse/)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="train the demo model if needed and build the whole warehouse")
+    p = sub.add_parser("train", help="train the demo GPT-2 and save checkpoint-<step> folders")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--n-sentences", type=int, default=4000)
+    p.add_argument("--out", type=Path, help="output folder (default: <home>/checkpoints/demo)")
+    p = sub.add_parser("run", help="materialize the study described by a YAML file")
+    p.add_argument("--config", required=True, help="study YAML file")
+    p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
+    p = sub.add_parser("query", help="run read-only SQL on the warehouse")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = sub.add_parser("ui", help="start the Dagster UI")
+    p.add_argument("--config", default="", help="study YAML file (default: the demo study)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    home = _home(args)
+    try:
+        if args.command == "demo":
+            demo(home)
+        elif args.command == "train":
+            train(home, args.out, args.seed, args.steps, args.n_sentences)
+        elif args.command == "run":
+            run(home, args.config, args.checkpoint)
+        elif args.command == "query":
+            print(query(home, args.sql, args.format))
+        elif args.command == "ui":
+            return ui(home, args.config, args.host, args.port)
+    except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one clear line
+        from dagster_project.errors import user_message
+
+        print(f"nwh {args.command}: error: {user_message(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The Definitions of Neuron Warehouse: only loads what the other modules define."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_project import assets
+from dagster_project.dbt_assets import dbt_project, warehouse_dbt
+from dagster_project.resources import NwhResource, default_home
+
+python_assets = dg.load_assets_from_modules([assets])
+all_assets = [*python_assets, warehouse_dbt]
+
+# The main job: the whole graph for one checkpoint partition, then the dbt warehouse.
+main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all())
+
+
+def resources(home: str | None = None, study_file: str | None = None) -> dict:
+    return {
+        "nwh": NwhResource(home=str(home or default_home()),
+                           study_file=study_file if study_file is not None
+                           else os.environ.get("NWH_STUDY", "")),
+        "dbt": DbtCliResource(project_dir=dbt_project,
+                              dbt_executable=str(Path(sys.executable).parent / "dbt")),
+    }
+
+
+defs = dg.Definitions(assets=all_assets, jobs=[main_job], resources=resources())

@@ -1,0 +1,65 @@
+"""Materialize a study's asset graph for one checkpoint partition (used by `nwh run` and `nwh demo`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from dagster_project.definitions import all_assets, resources
+from dagster_project.partitions import checkpoints_partitions, partition_key
+from dagster_project.study import StudyConfig
+from extract.checkpoints import find_checkpoints
+
+MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts")
+
+
+@dataclass
+class RunOutcome:
+    partition_key: str
+    warehouse: Path
+    success: bool
+
+
+def instance_for(home: Path) -> dg.DagsterInstance:
+    """The persistent Dagster instance under ``<home>/dagster`` (shared with `nwh ui`)."""
+    dagster_home = Path(home) / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dg.DagsterInstance.get()
+
+
+def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
+    """The checkpoint to materialize: the one named, else the newest; `checkpoint_name` when the
+    study runs no model."""
+    if not study.needs_model:
+        return checkpoint or study.checkpoint_name
+    names = [name for name, _ in find_checkpoints(study.checkpoints)]
+    if checkpoint is None:
+        return names[-1]
+    if checkpoint not in names:
+        raise ValueError(f"checkpoint {checkpoint!r} is not among {names} in {study.checkpoints!r}")
+    return checkpoint
+
+
+def selection_for(study: StudyConfig) -> dg.AssetSelection:
+    """Everything, minus the corpus and activation tables when the study runs no model."""
+    if study.needs_model:
+        return dg.AssetSelection.all()
+    return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in MODEL_TABLES])
+
+
+def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: str | None = None,
+              instance: dg.DagsterInstance | None = None) -> RunOutcome:
+    """Materialize the study's graph for one checkpoint, then build and publish the warehouse."""
+    name = checkpoint_to_run(study, checkpoint)
+    key = partition_key(study.model, name)
+    instance = instance or instance_for(home)
+    instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
+    result = dg.materialize(all_assets, selection=selection_for(study), partition_key=key,
+                            resources=resources(str(home), study_file), instance=instance,
+                            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                            raise_on_error=True)
+    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success)

@@ -142,9 +142,9 @@ def train_demo_model(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         schedule.step()
-        history.append({"step": step, "loss": float(loss)})
+        history.append({"step": step, "loss": loss.item()})
         if progress:
-            progress(step, config.steps, float(loss))
+            progress(step, config.steps, loss.item())
         if step in saves:
             state = {"global_step": step, "config": asdict(config),
                      "unigram_entropy": entropy,

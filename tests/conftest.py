@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny demo model trained once per session, and a study file that uses it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from extract.corpus import sentences, synthetic_corpus  # noqa: E402
+from models.demo_lm import DemoModelConfig, train_demo_model  # noqa: E402
+
+TINY = DemoModelConfig(n_layer=2, d_model=32, d_mlp=64, n_head=2, vocab_size=300, steps=120,
+                       batch_size=16, lr=5e-3, warmup=10, save_steps=(40,), seed=0)
+TINY_SENTENCES = 400
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus():
+    return synthetic_corpus(TINY_SENTENCES, seed=0, heldout_fraction=0.2)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, tiny_corpus) -> Path:
+    """A folder with checkpoint-40 and checkpoint-120 of a 2-layer, d_mlp 64 GPT-2."""
+    out = tmp_path_factory.mktemp("checkpoints") / "tiny"
+    train_demo_model([t for _, t in sentences(tiny_corpus, "train")],
+                     [t for _, t in sentences(tiny_corpus, "heldout")], out, TINY)
+    return out
+
+
+def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
+    study = {
+        "model": "tiny",
+        "checkpoints": str(checkpoints) if checkpoints else None,
+        "corpus": {"kind": "synthetic", "n_sentences": TINY_SENTENCES, "seed": 0,
+                   "heldout_fraction": 0.2},
+        "extraction": {"batch_size": 64, "min_token_count": 3, "top_k": 5},
+        "clustering": {"methods": ["kmeans", "random"], "k": 4, "filter_percentiles": [0, 50, 90],
+                       "seed": 0},
+    }
+    study.update(overrides)
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in study.items() if v is not None}))
+    return path
+
+
+@pytest.fixture
+def tiny_study_file(tmp_path, tiny_checkpoints) -> Path:
+    return write_study(tmp_path, tiny_checkpoints)

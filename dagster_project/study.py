@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
-from extract.lake import safe_name
+from extract.lake import LakeError, safe_name
 
 
 class StudyConfigError(ValueError):
@@ -135,8 +135,11 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
     if not isinstance(data, dict) or "model" not in data:
         raise StudyConfigError("study config: the top level must be a mapping with a 'model' key")
     study = _build(StudyConfig, data, "top level")
-    safe_name(study.model, "study config: model")
-    safe_name(study.checkpoint_name, "study config: checkpoint_name")
+    try:
+        safe_name(study.model, "study config: model")
+        safe_name(study.checkpoint_name, "study config: checkpoint_name")
+    except LakeError as e:
+        raise StudyConfigError(str(e)) from None
     if study.corpus.kind == "text" and not study.corpus.path:
         raise StudyConfigError("study config: corpus.path is required when corpus.kind is 'text'")
     if study.explanations.source == "table" and not study.explanations.path:

@@ -9,9 +9,12 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from pathlib import Path  # noqa: E402
 
+import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
+from dagster_project.runner import run_study  # noqa: E402
+from dagster_project.study import load_study  # noqa: E402
 from extract.corpus import sentences, synthetic_corpus  # noqa: E402
 from models.demo_lm import DemoModelConfig, train_demo_model  # noqa: E402
 
@@ -53,3 +56,17 @@ def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
 @pytest.fixture
 def tiny_study_file(tmp_path, tiny_checkpoints) -> Path:
     return write_study(tmp_path, tiny_checkpoints)
+
+
+def run_tiny_study(home, study_file, checkpoint=None):
+    """Materialize a study on an ephemeral Dagster instance."""
+    return run_study(home, load_study(study_file), str(study_file), checkpoint,
+                     instance=dg.DagsterInstance.ephemeral())
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, tiny_checkpoints):
+    """(home, study file, outcome) of the tiny study materialized once for the session."""
+    home = tmp_path_factory.mktemp("home")
+    study_file = write_study(tmp_path_factory.mktemp("study"), tiny_checkpoints)
+    return home, study_file, run_tiny_study(home, study_file)

@@ -1,0 +1,31 @@
+import pytest
+
+from dagster_project.study import StudyConfigError, load_study, parse_study
+
+
+def test_relative_paths_resolve_against_the_study_file(tmp_path):
+    (tmp_path / "s.yaml").write_text("model: m\ncheckpoints: ckpts\ncorpus: {kind: text, path: txt}\n")
+    study = load_study(tmp_path / "s.yaml")
+    assert study.checkpoints == str(tmp_path / "ckpts")
+    assert study.corpus.path == str(tmp_path / "txt")
+    assert study.clustering.methods == ["kmeans", "random"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"model": "m", "checkpoints": "c", "colour": 1}, r"unknown key\(s\) \['colour'\] in top level"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"k": "ten"}}, "clustering.k must be int"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"metods": []}}, r"\['metods'\] in clustering"),
+    ({"model": "m", "checkpoints": "c", "corpus": {"kind": "poems"}}, "corpus.kind must be one of"),
+    ({"model": "m"}, "'checkpoints' is required"),
+    ({"model": "../up", "checkpoints": "c"}, "is not a valid name"),
+    ({"checkpoints": "c"}, "with a 'model' key"),
+    ({"model": "m", "explanations": {"source": "table"}}, "explanations.path is required"),
+])
+def test_bad_study_configs_name_the_key(tmp_path, data, message):
+    with pytest.raises(StudyConfigError, match=message):
+        parse_study(data, tmp_path)
+
+
+def test_missing_study_file(tmp_path):
+    with pytest.raises(StudyConfigError, match="does not exist"):
+        load_study(tmp_path / "nope.yaml")

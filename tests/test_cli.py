@@ -1,0 +1,64 @@
+"""The `nwh` console script, run as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+NWH = str(Path(sys.executable).parent / "nwh")
+
+
+def _nwh(*args, home):
+    return subprocess.run([NWH, "--home", str(home), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_query_formats(built):
+    home, _, _ = built
+    sql = "select layer, count(*) as n from dim_neurons group by layer order by layer"
+    csv = _nwh("query", sql, "--format", "csv", home=home)
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.splitlines()[:3] == ["layer,n", "0,64", "1,64"]
+    rows = json.loads(_nwh("query", sql, "--format", "json", home=home).stdout)
+    assert rows == [{"layer": 0, "n": 64}, {"layer": 1, "n": 64}]
+    table = _nwh("query", sql, home=home)
+    assert "layer" in table.stdout and "64" in table.stdout
+
+
+def test_query_is_read_only(built):
+    home, _, _ = built
+    out = _nwh("query", "create table hack as select 1", home=home)
+    assert out.returncode == 1 and "read-only" in out.stderr.lower()
+
+
+def test_query_without_a_warehouse_says_what_to_do(tmp_path):
+    out = _nwh("query", "select 1", home=tmp_path)
+    assert out.returncode == 1
+    assert "no warehouse" in out.stderr and "nwh demo" in out.stderr
+
+
+def test_run_with_an_unknown_config_key_names_it(tmp_path):
+    (tmp_path / "s.yaml").write_text("model: m\ncheckpoints: c\nclustring: {}\n")
+    out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
+    assert out.returncode == 1
+    assert "unknown key(s) ['clustring']" in out.stderr
+
+
+def test_run_with_a_folder_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "readme.txt").write_text("not a model")
+    (tmp_path / "s.yaml").write_text("model: m\ncheckpoints: ckpt\n")
+    out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
+    assert out.returncode == 1
+    assert "is not a checkpoint: it has no config.json" in out.stderr
+    assert str(tmp_path / "ckpt") in out.stderr
+
+
+def test_run_with_an_empty_text_corpus(tmp_path, tiny_checkpoints):
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "empty.txt").write_text("\n\n")
+    (tmp_path / "s.yaml").write_text(
+        f"model: m\ncheckpoints: {tiny_checkpoints}\ncorpus: {{kind: text, path: texts}}\n")
+    out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
+    assert out.returncode == 1
+    assert "is empty" in out.stderr and "texts" in out.stderr

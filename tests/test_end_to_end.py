@@ -1,0 +1,103 @@
+"""Materialize the whole graph on the tiny model and corpus, then query every mart."""
+
+import hashlib
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.conftest import run_tiny_study as _run
+from tests.conftest import write_study
+
+MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_summary",
+         "fct_cluster_sizes", "dim_neurons"]
+
+
+def _query(home, sql):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(sql).pl()
+
+
+def _gini(counts):
+    """Mean absolute difference / (2 mean): sum_ij |x_i - x_j| / (2 n^2 mean)."""
+    x = np.asarray(counts, dtype=float)
+    return np.abs(x[:, None] - x[None, :]).sum() / (2 * len(x) ** 2 * x.mean())
+
+
+def test_every_mart_has_rows_for_the_newest_checkpoint(built):
+    home, _, outcome = built
+    assert outcome.success and outcome.partition_key == "tiny/checkpoint-120"
+    for mart in MARTS:
+        df = _query(home, f"select * from {mart}")
+        assert df.height > 0, mart
+        assert set(df["checkpoint"]) == {"checkpoint-120"}, mart
+    assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64
+
+
+def test_gini_mart_equals_an_independent_numpy_gini(built):
+    home, _, _ = built
+    lake_clusters = pl.read_parquet(home / "lake" / "explanation_clusters" / "model=tiny"
+                                    / "checkpoint=checkpoint-120" / "data.parquet")
+    gini = _query(home, "select * from fct_layer_gini")
+    assert gini.height == 2 * 2 * 3  # methods x percentiles x layers
+    for row in gini.iter_rows(named=True):
+        sel = lake_clusters.filter((pl.col("method") == row["method"])
+                                   & (pl.col("filter_percentile") == row["filter_percentile"])
+                                   & (pl.col("layer") == row["layer"]))
+        counts = np.bincount(sel["cluster_id"].to_numpy(), minlength=4)
+        assert row["n_clusters"] == 4
+        assert row["gini"] == pytest.approx(_gini(counts), abs=1e-12)
+
+
+def test_variance_summary_matches_numpy(built):
+    home, _, _ = built
+    clusters = _query(home, "select * from stg_explanation_clusters "
+                            "where method = 'kmeans' and filter_percentile = 0")
+    groups = [g["layer"].to_numpy() for _, g in clusters.group_by("cluster_id")]
+    variances, sizes = [np.var(g) for g in groups], [len(g) for g in groups]
+    summary = _query(home, "select * from fct_cluster_variance_summary "
+                           "where method = 'kmeans' and filter_percentile = 0")
+    assert summary["mean_variance"][0] == pytest.approx(np.mean(variances))
+    assert summary["wavg_variance"][0] == pytest.approx(np.average(variances, weights=sizes))
+    assert summary["uniform_variance"][0] == pytest.approx((2**2 - 1) / 12)
+    shares = _query(home, "select sum(share) s from fct_cluster_sizes group by method, "
+                          "filter_percentile")
+    np.testing.assert_allclose(shares["s"], 1.0)
+
+
+def _digest(home):
+    return hashlib.sha256(str(_query(home, """
+        select 'g', method, filter_percentile, layer, gini from fct_layer_gini
+        union all select 's', method, filter_percentile, size_rank, share from fct_cluster_sizes
+        union all select 'n', cast(layer as varchar), neuron, 0, score from dim_neurons
+        order by all""").rows()).encode()).hexdigest()
+
+
+def test_rerun_gives_the_same_tables_and_a_failed_run_keeps_the_warehouse(built, tmp_path):
+    home, study_file, _ = built
+    before = _digest(home)
+    _run(home, study_file)
+    assert _digest(home) == before
+    old_bytes = (home / "warehouse.duckdb").read_bytes()
+    broken = write_study(tmp_path, tmp_path / "no-such-checkpoints")
+    with pytest.raises(Exception, match="does not exist"):
+        _run(home, broken)
+    assert (home / "warehouse.duckdb").read_bytes() == old_bytes
+
+
+def test_explanation_only_study_from_a_table_file(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["months", "cities", "colours", "numbers", "animals", "foods"]
+    table = pl.DataFrame({"layer": np.repeat(np.arange(3), 12), "neuron": np.tile(np.arange(12), 3),
+                          "explanation": [f"the word is one of the {words[i % 6]}" for i in range(36)],
+                          "score": rng.uniform(-0.2, 0.9, 36)})
+    table.write_csv(tmp_path / "explanations.csv")
+    study_file = write_study(tmp_path, None, model="gpt2-xl",
+                             explanations={"source": "table", "path": "explanations.csv"})
+    home = tmp_path / "home"
+    outcome = _run(home, study_file)
+    assert outcome.partition_key == "gpt2-xl/final"
+    gini = _query(home, "select * from fct_layer_gini where model = 'gpt2-xl'")
+    assert gini.height == 2 * 3 * 3
+    assert _query(home, "select count(*) n from stg_explanations")["n"][0] == 36

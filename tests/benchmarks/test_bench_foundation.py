@@ -1,0 +1,75 @@
+"""Foundation benchmarks (run by `make bench`, never by `make test`).
+
+* `nwh demo` wall time from an empty home (trains the demo model, materializes everything,
+  builds the warehouse); goal: under 5 minutes on 2 cores.
+* Peak memory (max RSS of a fresh process) of activation extraction on the demo model for two
+  corpus sizes 4x apart, median of several runs; goal: within 10% of each other.
+Results are written to tests/benchmarks/RESULTS.md.
+"""
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+NWH = str(Path(sys.executable).parent / "nwh")
+RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
+
+EXTRACT = """
+import resource, sys, time
+from extract.activations import extract_mlp_aggregates, load_bridge
+from extract.checkpoints import find_checkpoints
+from extract.corpus import sentences, synthetic_corpus
+bridge = load_bridge(find_checkpoints(sys.argv[1])[-1][1])
+corpus = sentences(synthetic_corpus(int(sys.argv[2]), seed=1), "train")
+start = time.perf_counter()
+result = extract_mlp_aggregates(bridge, corpus, batch_size=32)
+elapsed = time.perf_counter() - start
+n_tokens = int(result.moments["n_tokens"][0])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_tokens / elapsed)
+"""
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def test_demo_wall_time_and_extraction_memory(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    home = tmp_path / "home"
+    start = time.perf_counter()
+    subprocess.run([NWH, "--home", str(home), "demo"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    demo_seconds = time.perf_counter() - start
+
+    sizes = (2000, 8000)
+    peaks, rates = {}, {}
+    for n in sizes:
+        samples = []
+        for _ in range(RUNS):
+            out = subprocess.run([sys.executable, "-c", EXTRACT, str(home / "checkpoints" / "demo"),
+                                  str(n)], check=True, env=env, capture_output=True, text=True)
+            samples.append([float(v) for v in out.stdout.split()[-2:]])
+        peaks[n] = statistics.median(s[0] for s in samples)
+        rates[n] = statistics.median(s[1] for s in samples)
+    growth = peaks[sizes[1]] / peaks[sizes[0]] - 1
+
+    RESULTS.write_text(
+        "# Benchmark results\n\n"
+        f"Machine: {_machine()}. Reproduce with `make bench` "
+        f"(`NWH_BENCH_RUNS` sets the runs per figure; here {RUNS}).\n\n"
+        "| figure | value | goal |\n|---|---|---|\n"
+        f"| `nwh demo` wall time from an empty home (1 run, includes training) | "
+        f"{demo_seconds:.0f} s | < 300 s |\n"
+        f"| extraction peak RSS, {sizes[0]} sentences (median of {RUNS}) | {peaks[sizes[0]]:.0f} MiB | |\n"
+        f"| extraction peak RSS, {sizes[1]} sentences (median of {RUNS}) | {peaks[sizes[1]]:.0f} MiB | |\n"
+        f"| peak RSS growth for 4x the corpus | {100 * growth:+.1f} % | within 10 % |\n"
+        f"| extraction throughput, {sizes[1]} sentences (median of {RUNS}) | "
+        f"{rates[sizes[1]]:,.0f} tokens/s | |\n")
+    print(RESULTS.read_text())
+    assert demo_seconds < 300
+    assert abs(growth) < 0.10

@@ -7,25 +7,35 @@ warehouse in place, and a reader never sees a half-built file.
 
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from dagster_project.resources import REPO_ROOT, NwhResource
+from dagster_project.resources import REPO_ROOT, NwhResource, default_home
 from extract.lake import ensure_placeholders
 
 DBT_DIR = REPO_ROOT / "dbt"
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 
 
 def ensure_manifest() -> Path:
-    """Parse the dbt project once if its manifest is missing (fresh clone) or in dev mode."""
-    if not dbt_project.manifest_path.exists():
-        dbt_project.preparer.prepare(dbt_project)
-    else:
-        dbt_project.prepare_if_dev()
-    return dbt_project.manifest_path
+    """Run `dbt parse` when the manifest is missing (a fresh clone) or older than a dbt file."""
+    manifest = dbt_project.manifest_path
+    sources = [p for p in DBT_DIR.rglob("*") if p.suffix in (".sql", ".yml")
+               and "target" not in p.parts]
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return manifest
+    env = {**os.environ, **dbt_env(default_home() / "lake", Path(":memory:"))}
+    parsed = subprocess.run([DBT_EXECUTABLE, "parse", "--project-dir", str(DBT_DIR),
+                             "--profiles-dir", str(DBT_DIR)], env=env, capture_output=True,
+                            text=True)
+    if parsed.returncode != 0:
+        raise RuntimeError(f"dbt parse of {DBT_DIR} failed:\n{parsed.stdout}{parsed.stderr}")
+    return manifest
 
 
 def dbt_env(lake: Path, duckdb_path: Path) -> dict[str, str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_project import assets
-from dagster_project.dbt_assets import dbt_project, warehouse_dbt
+from dagster_project.dbt_assets import DBT_EXECUTABLE, dbt_project, warehouse_dbt
 from dagster_project.resources import NwhResource, default_home
 
 python_assets = dg.load_assets_from_modules([assets])
@@ -26,7 +24,7 @@ def resources(home: str | None = None, study_file: str | None = None) -> dict:
                            study_file=study_file if study_file is not None
                            else os.environ.get("NWH_STUDY", "")),
         "dbt": DbtCliResource(project_dir=dbt_project,
-                              dbt_executable=str(Path(sys.executable).parent / "dbt")),
+                              dbt_executable=DBT_EXECUTABLE),
     }
 
 

@@ -4,10 +4,12 @@ Assets exchange data through the lake (Parquet), not through IO managers: each r
 upstream tables with `extract.lake.read_table` and writes its own with `write_table`.
 """
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -23,6 +25,7 @@ from extract.embeddings import embed_texts, load_embedder
 from extract.explainer import explain_neurons, score_explanations
 from extract.explanation_sources import read_explanation_table
 from models.clustering import cluster_explanations
+from models.plots import plot_layer_gini
 
 LAKE = ["lake"]
 
@@ -192,3 +195,16 @@ def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
             "path": str(path), "dagster/row_count": len(df), "preview": _preview(df)})
+
+
+@dg.asset(key=["reports", "layer_gini_plot"], deps=[dg.AssetKey("fct_layer_gini")],
+          group_name="reports", kinds={"python", "png"},
+          description="Plot of fct_layer_gini: Gini per layer for each method, one line per "
+                      "filter percentile (Fig. 2 of Ben Yaakov et al.), at <home>/reports/.")
+def layer_gini_plot(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    with duckdb.connect(str(nwh.warehouse_path), read_only=True) as con:
+        gini = con.sql("select * from fct_layer_gini").pl()
+    path = plot_layer_gini(gini, nwh.home_dir / "reports" / "layer_gini.png")
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "plot": dg.MetadataValue.md(f"![layer gini](data:image/png;base64,{encoded})")})

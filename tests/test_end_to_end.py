@@ -33,6 +33,7 @@ def test_every_mart_has_rows_for_the_newest_checkpoint(built):
         assert df.height > 0, mart
         assert set(df["checkpoint"]) == {"checkpoint-120"}, mart
     assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64
+    assert (home / "reports" / "layer_gini.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gini_mart_equals_an_independent_numpy_gini(built):

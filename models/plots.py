@@ -1,0 +1,37 @@
+"""Plots of warehouse tables, for the Dagster UI and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import polars as pl  # noqa: E402
+
+
+def plot_layer_gini(gini: pl.DataFrame, path: str | Path) -> Path:
+    """Gini per layer (Fig. 2 of Ben Yaakov et al.): one panel per model/checkpoint and method,
+    one line per filter percentile. `gini` has the columns of the fct_layer_gini mart."""
+    panels = gini.select("model", "checkpoint", "method").unique().sort(["model", "checkpoint", "method"])
+    fig, axes = plt.subplots(1, max(1, panels.height), figsize=(4 * max(1, panels.height), 3.2),
+                             sharey=True, squeeze=False)
+    for ax, (model, checkpoint, method) in zip(axes[0], panels.iter_rows()):
+        sel = gini.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
+                          & (pl.col("method") == method))
+        for (p,), rows in sel.sort("layer").group_by("filter_percentile", maintain_order=True):
+            ax.plot(rows["layer"], rows["gini"], marker="o", label=f"filter {p}%")
+        ax.set_title(f"{model} {checkpoint}\n{method}", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("Gini of neurons over clusters")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

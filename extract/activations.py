@@ -58,6 +58,14 @@ class ActivationBatch:
     positions: torch.Tensor  # (M,) long, token position within the sentence's sequence
 
 
+def _capture_into(store: list, layer: int, keep: torch.Tensor):
+    """A forward hook that stores the layer's activations at the `keep` positions in store[layer]."""
+    def capture(act, hook):
+        store[layer] = act.detach()[keep]
+        return act
+    return capture
+
+
 def stream_mlp_activations(
     bridge,
     sentences: Sequence[tuple[int, str]],
@@ -86,15 +94,9 @@ def stream_mlp_activations(
             real[i, : len(s)] = True
         keep = real & ~torch.isin(ids, special)
         captured: list[torch.Tensor | None] = [None] * n_layers
-
-        def capture_layer(layer: int):
-            def capture(act, hook):
-                captured[layer] = act.detach()[keep]
-                return act
-            return capture
-
+        hooks = [(name, _capture_into(captured, layer, keep)) for layer, name in enumerate(names)]
         with torch.no_grad():
-            bridge.run_with_hooks(ids, fwd_hooks=[(n, capture_layer(i)) for i, n in enumerate(names)])
+            bridge.run_with_hooks(ids, fwd_hooks=hooks)
         acts = torch.cat(captured, dim=-1).float()
         sid = torch.tensor([s for s, _ in chunk], dtype=torch.long)
         yield ActivationBatch(

@@ -46,10 +46,12 @@ def dbt_env(lake: Path, duckdb_path: Path) -> dict[str, str]:
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, nwh: NwhResource):
     """Build and test every dbt model into a fresh DuckDB file, then publish it atomically."""
     target = nwh.warehouse_path
-    building = target.with_name(f".{target.name}.building")
-    building.unlink(missing_ok=True)
+    building = target.with_name(f".{target.name}.{context.run.run_id}.building")
     ensure_placeholders(nwh.lake)
     os.environ.update(dbt_env(nwh.lake, building))
-    yield from dbt.cli(["build"], context=context).stream()
-    os.replace(building, target)
-    context.log.info(f"published the warehouse at {target}")
+    try:
+        yield from dbt.cli(["build"], context=context).stream()
+        os.replace(building, target)
+        context.log.info(f"published the warehouse at {target}")
+    finally:
+        building.unlink(missing_ok=True)

@@ -9,13 +9,13 @@ from dagster_dbt import DbtCliResource
 
 from dagster_project import assets
 from dagster_project.dbt_assets import DBT_EXECUTABLE, dbt_project, warehouse_dbt
+from dagster_project.jobs import main_job
 from dagster_project.resources import NwhResource, default_home
+from dagster_project.sensors import checkpoint_sensor, daily_refresh
 
 python_assets = dg.load_assets_from_modules([assets])
 all_assets = [*python_assets, warehouse_dbt]
 
-# The main job: the whole graph for one checkpoint partition, then the dbt warehouse.
-main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all())
 
 
 def resources(home: str | None = None, study_file: str | None = None) -> dict:
@@ -28,4 +28,5 @@ def resources(home: str | None = None, study_file: str | None = None) -> dict:
     }
 
 
-defs = dg.Definitions(assets=all_assets, jobs=[main_job], resources=resources())
+defs = dg.Definitions(assets=all_assets, jobs=[main_job], sensors=[checkpoint_sensor],
+                      schedules=[daily_refresh], resources=resources())

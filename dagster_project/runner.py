@@ -27,6 +27,10 @@ def instance_for(home: Path) -> dg.DagsterInstance:
     """The persistent Dagster instance under ``<home>/dagster`` (shared with `nwh ui`)."""
     dagster_home = Path(home) / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        # One run at a time: each run uses both cores, and runs queue behind each other.
+        config.write_text("run_queue:\n  max_concurrent_runs: 1\n")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dg.DagsterInstance.get()
 

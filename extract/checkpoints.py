@@ -57,3 +57,44 @@ def find_checkpoints(path: str | Path) -> list[tuple[str, Path]]:
     if not found:
         check_checkpoint_folder(root)  # raises the precise reason for the folder itself
     return [(p.name, p) for _, p in found]
+
+
+COMPLETION_MARKERS = ("trainer_state.json",)
+
+
+def checkpoint_fingerprint(folder: Path) -> str:
+    """Size and modification time (ns) of the folder's config and weight files, as one string.
+
+    Two equal fingerprints on consecutive looks mean nothing was written in between; a checkpoint
+    rewritten in place gets a new fingerprint.
+    """
+    parts = []
+    for name in ("config.json", *WEIGHT_FILES):
+        f = folder / name
+        if f.is_file():
+            st = f.stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def ready_checkpoints(root: str | Path, previous: dict[str, str]) -> tuple[list[tuple[str, Path, str]],
+                                                                           dict[str, str]]:
+    """Checkpoints under `root` that are complete, with their fingerprints.
+
+    A checkpoint is complete when it holds a completion marker the trainer writes last
+    (``trainer_state.json``), or when its fingerprint is the same as on the previous look
+    (`previous`, name -> fingerprint). Returns (ready (name, folder, fingerprint) triples,
+    the fingerprints seen now, to pass as `previous` next time). A missing root yields nothing.
+    """
+    try:
+        found = find_checkpoints(root)
+    except CheckpointError:
+        return [], {}
+    seen, ready = {}, []
+    for name, folder in found:
+        fingerprint = checkpoint_fingerprint(folder)
+        seen[name] = fingerprint
+        marked = any((folder / m).is_file() for m in COMPLETION_MARKERS)
+        if marked or previous.get(name) == fingerprint:
+            ready.append((name, folder, fingerprint))
+    return ready, seen

@@ -1,0 +1,110 @@
+"""The checkpoint sensor on an ephemeral instance, over checkpoint folders written by the test."""
+
+import json
+import os
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.definitions import all_assets, resources
+from dagster_project.jobs import main_job
+from dagster_project.sensors import checkpoint_sensor, daily_refresh
+from tests.conftest import write_study
+
+
+def _write_checkpoint(folder, weights=b"w" * 10, marker=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (folder / "model.safetensors").write_bytes(weights)
+    if marker:
+        (folder / "trainer_state.json").write_text("{}")
+
+
+class Watcher:
+    """Ticks the sensor like the daemon does, carrying the cursor from tick to tick."""
+
+    def __init__(self, tmp_path):
+        self.root = tmp_path / "ckpts"
+        self.root.mkdir()
+        self.study = write_study(tmp_path, self.root)
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.cursor = None
+
+    def tick(self):
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
+                                          resources=resources(str(self.root.parent / "home"),
+                                                              str(self.study)))
+        result = checkpoint_sensor(context)
+        self.cursor = result.cursor
+        for request in result.dynamic_partitions_requests:
+            self.instance.add_dynamic_partitions(request.partitions_def_name,
+                                                 list(request.partition_keys))
+        return result
+
+
+@pytest.fixture
+def watcher(tmp_path):
+    return Watcher(tmp_path)
+
+
+def test_no_checkpoint_no_run(watcher):
+    assert watcher.tick().run_requests == []
+
+
+def test_complete_checkpoint_is_picked_up_exactly_once(watcher):
+    _write_checkpoint(watcher.root / "checkpoint-100")
+    first = watcher.tick()
+    assert [r.partition_key for r in first.run_requests] == ["tiny/checkpoint-100"]
+    assert watcher.instance.get_dynamic_partitions("checkpoints") == ["tiny/checkpoint-100"]
+    assert watcher.tick().run_requests == []  # duplicate: same folder, same files
+
+
+def test_incomplete_checkpoint_waits_until_unchanged_between_two_ticks(watcher):
+    folder = watcher.root / "checkpoint-200"
+    _write_checkpoint(folder, marker=False)
+    assert watcher.tick().run_requests == []  # first sight, no marker: may still be writing
+    (folder / "model.safetensors").write_bytes(b"w" * 20)  # still being written
+    assert watcher.tick().run_requests == []
+    ready = watcher.tick()  # unchanged since the last tick: complete
+    assert [r.partition_key for r in ready.run_requests] == ["tiny/checkpoint-200"]
+    assert watcher.tick().run_requests == []
+
+
+def test_checkpoint_rewritten_in_place_is_picked_up_again(watcher):
+    folder = watcher.root / "checkpoint-300"
+    _write_checkpoint(folder)
+    first = watcher.tick().run_requests[0]
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    (folder / "model.safetensors").write_bytes(b"x" * 30)
+    again = watcher.tick().run_requests
+    assert [r.partition_key for r in again] == ["tiny/checkpoint-300"]
+    assert again[0].run_key != first.run_key
+
+
+def test_folders_that_are_not_checkpoints_are_ignored(watcher):
+    (watcher.root / "checkpoint-400").mkdir()
+    (watcher.root / "checkpoint-400" / "config.json").write_text("{}")  # no weights yet
+    (watcher.root / "notes").mkdir()
+    assert watcher.tick().run_requests == []
+
+
+def test_daily_refresh_requests_every_known_partition():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("checkpoints", ["tiny/checkpoint-1", "tiny/checkpoint-2"])
+        requests = daily_refresh(dg.build_schedule_context(instance=instance))
+    assert sorted(r.partition_key for r in requests) == ["tiny/checkpoint-1", "tiny/checkpoint-2"]
+
+
+def test_the_sensor_job_builds_the_warehouse_for_a_checkpoint(tmp_path, tiny_checkpoints):
+    """What the daemon runs for a sensor's request: main_job on one partition."""
+    study = write_study(tmp_path, tiny_checkpoints)
+    home = tmp_path / "home"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("checkpoints", ["tiny/checkpoint-40"])
+    defs = dg.Definitions(assets=all_assets, jobs=[main_job], resources=resources(str(home), str(study)))
+    result = defs.resolve_job_def("main_job").execute_in_process(
+        partition_key="tiny/checkpoint-40", instance=instance)
+    assert result.success
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("select distinct checkpoint from fct_layer_gini").fetchall() == [("checkpoint-40",)]

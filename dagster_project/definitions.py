@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_project import assets
+from dagster_project.checks import lake_checks
 from dagster_project.dbt_assets import DBT_EXECUTABLE, dbt_project, warehouse_dbt
 from dagster_project.jobs import main_job
 from dagster_project.resources import NwhResource, default_home
@@ -15,6 +16,7 @@ from dagster_project.sensors import checkpoint_sensor, daily_refresh
 
 python_assets = dg.load_assets_from_modules([assets])
 all_assets = [*python_assets, warehouse_dbt]
+all_checks = lake_checks
 
 
 
@@ -28,5 +30,5 @@ def resources(home: str | None = None, study_file: str | None = None) -> dict:
     }
 
 
-defs = dg.Definitions(assets=all_assets, jobs=[main_job], sensors=[checkpoint_sensor],
-                      schedules=[daily_refresh], resources=resources())
+defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=[main_job],
+                      sensors=[checkpoint_sensor], schedules=[daily_refresh], resources=resources())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.definitions import all_assets, resources
+from dagster_project.definitions import all_assets, all_checks, resources
 from dagster_project.partitions import checkpoints_partitions, partition_key
 from dagster_project.study import StudyConfig
 from extract.checkpoints import find_checkpoints
@@ -21,6 +21,7 @@ class RunOutcome:
     partition_key: str
     warehouse: Path
     success: bool
+    checks: dict[str, bool]  # asset check name -> passed
 
 
 def instance_for(home: Path) -> dg.DagsterInstance:
@@ -62,8 +63,9 @@ def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: 
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)
     instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
-    result = dg.materialize(all_assets, selection=selection_for(study), partition_key=key,
+    result = dg.materialize([*all_assets, *all_checks], selection=selection_for(study), partition_key=key,
                             resources=resources(str(home), study_file), instance=instance,
                             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                             raise_on_error=True)
-    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success, checks)

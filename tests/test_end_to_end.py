@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from extract import lake
 from tests.conftest import run_tiny_study as _run
 from tests.conftest import write_study
 
@@ -28,6 +29,9 @@ def _gini(counts):
 def test_every_mart_has_rows_for_the_newest_checkpoint(built):
     home, _, outcome = built
     assert outcome.success and outcome.partition_key == "tiny/checkpoint-120"
+    gx_checks = {k for k in outcome.checks if k.endswith("_expectations")}
+    assert gx_checks == {f"{t}_expectations" for t in lake.SCHEMAS}
+    assert all(outcome.checks.values())  # the GX suites and every dbt test
     for mart in MARTS:
         df = _query(home, f"select * from {mart}")
         assert df.height > 0, mart
@@ -102,3 +106,27 @@ def test_explanation_only_study_from_a_table_file(tmp_path):
     gini = _query(home, "select * from fct_layer_gini where model = 'gpt2-xl'")
     assert gini.height == 2 * 3 * 3
     assert _query(home, "select count(*) n from stg_explanations")["n"][0] == 36
+    assert {k: v for k, v in outcome.checks.items() if k.endswith("_expectations")} == {
+                              "explanations_expectations": True,
+                              "explanation_embeddings_expectations": True,
+                              "clusterings_expectations": True,
+                              "explanation_clusters_expectations": True}
+
+
+def test_a_failing_expectation_blocks_downstream_and_keeps_the_warehouse(tmp_path):
+    table = pl.DataFrame({"layer": [0, 0, 1, 1], "neuron": [0, 1, 0, 1],
+                          "explanation": ["months", "cities", "months", "colours"],
+                          "score": [0.5, 0.2, 0.9, 0.4]})
+    table.write_csv(tmp_path / "good.csv")
+    home = tmp_path / "home"
+    _run(home, write_study(tmp_path, None, model="m", clustering={"k": 2},
+                           explanations={"source": "table", "path": "good.csv"}))
+    before = (home / "warehouse.duckdb").read_bytes()
+    embeddings = home / "lake" / "explanation_embeddings" / "model=m" / "checkpoint=final" / "data.parquet"
+    embeddings_before = embeddings.read_bytes()
+    table.with_columns(pl.Series("score", [0.5, 2.0, 0.9, 0.4])).write_csv(tmp_path / "bad.csv")
+    with pytest.raises(Exception, match="explanations_expectations"):
+        _run(home, write_study(tmp_path, None, model="m", clustering={"k": 2},
+                               explanations={"source": "table", "path": "bad.csv"}))
+    assert embeddings.read_bytes() == embeddings_before  # downstream did not run
+    assert (home / "warehouse.duckdb").read_bytes() == before

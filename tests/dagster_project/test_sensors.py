@@ -7,7 +7,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.definitions import all_assets, resources
+from dagster_project.definitions import all_assets, all_checks, resources
 from dagster_project.jobs import main_job
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
 from tests.conftest import write_study
@@ -102,9 +102,13 @@ def test_the_sensor_job_builds_the_warehouse_for_a_checkpoint(tmp_path, tiny_che
     home = tmp_path / "home"
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("checkpoints", ["tiny/checkpoint-40"])
-    defs = dg.Definitions(assets=all_assets, jobs=[main_job], resources=resources(str(home), str(study)))
+    defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=[main_job],
+                          resources=resources(str(home), str(study)))
     result = defs.resolve_job_def("main_job").execute_in_process(
         partition_key="tiny/checkpoint-40", instance=instance)
     assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len([e for e in evaluations if e.check_name.endswith("_expectations")]) == 8
+    assert all(e.passed for e in evaluations)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select distinct checkpoint from fct_layer_gini").fetchall() == [("checkpoint-40",)]

@@ -1,0 +1,1 @@
+"""Great Expectations suites, one per lake table (suites/<table>.json), and their runner."""

@@ -1,0 +1,76 @@
+"""Validate a lake table against its Great Expectations (1.x) suite.
+
+Suites are JSON files ``suites/<table>.json`` ({"name", "expectations": [{"type", "kwargs"}]}).
+Callers may add expectations that depend on the inputs (for example a row count equal to the
+number of neurons upstream). Validation runs on an ephemeral GX context with a pandas datasource.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+
+
+@dataclass(frozen=True)
+class Validation:
+    table: str
+    success: bool
+    n_rows: int
+    failures: tuple[str, ...]  # one line per failed expectation
+
+
+def suite_definition(table: str) -> dict:
+    path = SUITES_DIR / f"{table}.json"
+    if not path.is_file():
+        raise ValueError(f"no expectation suite for lake table {table!r} (looked for {path})")
+    return json.loads(path.read_text())
+
+
+def row_count_equals(n: int) -> dict:
+    """An expectation that the table has exactly `n` rows (a count derived from the inputs)."""
+    return {"type": "expect_table_row_count_to_equal", "kwargs": {"value": int(n)}}
+
+
+@lru_cache(maxsize=1)
+def _batch_definition():
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    asset = context.data_sources.add_pandas("lake").add_dataframe_asset("table")
+    return context, asset.add_batch_definition_whole_dataframe("whole")
+
+
+def validate_table(table: str, df: pl.DataFrame, extra: list[dict] | None = None) -> Validation:
+    """Run the table's suite (plus `extra` expectations) on `df`."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    definition = suite_definition(table)
+    context, batch_definition = _batch_definition()
+    suite = gx.ExpectationSuite(name=f"{table}-{id(df)}")
+    for e in [*definition["expectations"], *(extra or [])]:
+        suite.add_expectation_configuration(ExpectationConfiguration(type=e["type"], kwargs=e["kwargs"]))
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": df.to_pandas()})
+    result = batch.validate(suite, result_format="SUMMARY")
+    failures = tuple(_describe(r) for r in result.results if not r.success)
+    return Validation(table, bool(result.success), len(df), failures)
+
+
+def _describe(r) -> str:
+    cfg = r.expectation_config
+    detail = {k: v for k, v in cfg.kwargs.items() if k not in ("batch_id",)}
+    res = r.result or {}
+    observed = res.get("observed_value", res.get("unexpected_count"))
+    sample = res.get("partial_unexpected_list")
+    text = f"{cfg.type}({detail}): observed {observed!r}"
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        text += f"; error {r.exception_info.get('exception_message')}"
+    return text + (f"; e.g. {sample[:3]}" if sample else "")

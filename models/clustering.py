@@ -38,7 +38,6 @@ def percentile_filter(scores: pl.DataFrame, percentile: int) -> pl.DataFrame:
 
 def kmeans_labels(embeddings: np.ndarray, k: int, seed: int) -> np.ndarray:
     """KMeans (k-means++ init, 10 restarts, seeded) cluster label of each embedding row."""
-    k = min(k, len(embeddings))
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(embeddings)
 
 
@@ -73,10 +72,10 @@ def cluster_explanations(
     for p in filter_percentiles:
         kept = percentile_filter(indexed, p)
         x = embeddings[kept["row"].to_numpy()]
+        n_clusters = min(k, len(x))  # never more clusters than neurons, for every method
         for method in methods:
-            labels = (kmeans_labels(x, k, seed) if method == "kmeans"
-                      else random_labels(len(x), k, seed))
-            n_clusters = min(k, len(x))
+            labels = (kmeans_labels(x, n_clusters, seed) if method == "kmeans"
+                      else random_labels(len(x), n_clusters, seed))
             clusterings.append({"method": method, "filter_percentile": p, "seed": seed,
                                 "n_clusters": n_clusters, "n_layers": n_layers,
                                 "n_neurons": len(x)})

@@ -52,3 +52,12 @@ def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="unknown methods \\['spectral'\\]"):
         cluster_explanations(pl.DataFrame({"layer": [0], "neuron": [0], "score": [1.0]}),
                              np.zeros((1, 2)), ["spectral"], [0], None, 0)
+
+
+def test_cluster_ids_stay_below_n_clusters_when_a_filter_keeps_fewer_neurons_than_k():
+    neurons = pl.DataFrame({"layer": [0, 0, 0], "neuron": [0, 1, 2], "score": [0.1, 0.5, 0.9]})
+    emb = np.eye(3, dtype=np.float32)
+    clusterings, assignments = cluster_explanations(neurons, emb, ["kmeans", "random"], [90],
+                                                    k=5, seed=0)
+    assert clusterings["n_clusters"].to_list() == [1, 1]
+    assert assignments["cluster_id"].to_list() == [0, 0]

@@ -101,7 +101,8 @@ def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
     """Stream the train split through the checkpoint with hooks on blocks.{l}.mlp.hook_post."""
     study = _study_for(context, nwh)
     model, checkpoint = _partition(context)
-    bridge = load_bridge(checkpoint_folder(study, checkpoint))
+    bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                         study.extraction.trust_pickle_checkpoints)
     train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
     cfg = study.extraction
     result = extract_mlp_aggregates(bridge, train, cfg.batch_size, cfg.min_token_count, cfg.top_k,
@@ -128,7 +129,8 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Mate
     else:
         token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint)
         df = explain_neurons(token_means, max_tokens=study.explanations.max_tokens)
-        bridge = load_bridge(checkpoint_folder(study, checkpoint))
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
         heldout = sentences(lake.read_table(nwh.lake, "corpus", model), "heldout")
         if not heldout:
             raise dg.Failure("the corpus has no held-out sentences to score explanations on; "

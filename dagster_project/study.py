@@ -42,6 +42,7 @@ class ExtractionConfig:
     batch_size: int = 32
     min_token_count: int = 5
     top_k: int = 10
+    trust_pickle_checkpoints: bool = False  # load pytorch_model.bin with weights_only=True
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ def _check_type(where: str, value: Any, annotation: str) -> Any:
             raise StudyConfigError(f"study config: {where} must be a list of {inner.__name__}, "
                                    f"got {value!r}")
         return value
-    expected = {"int": int, "float": (int, float), "str": str}
+    expected = {"bool": bool, "int": int, "float": (int, float), "str": str}
     for name, typ in expected.items():
         if annotation.startswith(name):
-            if isinstance(value, bool) or not isinstance(value, typ):
+            if (isinstance(value, bool) and name != "bool") or not isinstance(value, typ):
                 raise StudyConfigError(f"study config: {where} must be {name}, got {value!r}")
             return float(value) if name == "float" else value
     return value

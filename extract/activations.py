@@ -16,22 +16,38 @@ import numpy as np
 import polars as pl
 import torch
 
-from extract.checkpoints import check_checkpoint_folder
+from extract.checkpoints import CheckpointError, check_loadable
 
 SITE_MLP = "mlp"
 
 
-def load_bridge(path: str | Path):
+def load_bridge(path: str | Path, trust_pickle: bool = False):
     """Load a local Hugging Face checkpoint folder through TransformerLens' TransformerBridge.
 
-    Uses ``TransformerBridge.boot_transformers`` on the folder (never a hub name), on the CPU,
-    with ``trust_remote_code`` off, in eval mode.
+    The folder is checked first (:func:`extract.checkpoints.check_loadable`); then
+    ``TransformerBridge.boot_transformers`` loads it (never a hub name) on the CPU with
+    ``trust_remote_code`` off, in eval mode. Pickle weights, when trusted, are loaded by
+    transformers with ``torch.load(weights_only=True)`` and handed to the bridge. A tokenizer
+    with more tokens than the model's embedding is refused.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
-    folder = check_checkpoint_folder(path)
-    bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device="cpu",
-                                                 trust_remote_code=False)
+    folder, uses_pickle = check_loadable(path, trust_pickle)
+    hf_model = None
+    if uses_pickle:
+        from transformers import AutoModelForCausalLM
+
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=False,
+                                                        trust_remote_code=False)
+    try:
+        bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device="cpu",
+                                                     trust_remote_code=False, hf_model=hf_model)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {str(folder)!r} could not be loaded: {e}") from None
+    if len(bridge.tokenizer) > bridge.cfg.d_vocab:
+        raise CheckpointError(
+            f"checkpoint {str(folder)!r}: its tokenizer has {len(bridge.tokenizer)} tokens but the "
+            f"model's vocabulary has {bridge.cfg.d_vocab}; the tokenizer does not match the model")
     bridge.eval()
     return bridge
 

@@ -1,0 +1,67 @@
+"""A warehouse that never breaks: atomic lake writes and an atomic warehouse publication."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from extract import lake
+from tests.conftest import run_tiny_study, write_study
+
+WRITER = """
+import sys, numpy as np, polars as pl
+from extract import lake
+n = int(sys.argv[2])
+df = pl.DataFrame({"layer": np.zeros(n, dtype=np.int64), "neuron": np.arange(n),
+                   "explanation": ["x" * 200] * n, "score": np.ones(n)})
+print("writing", flush=True)
+lake.write_table(sys.argv[1], "explanations", df, "m", "final")
+print("done", flush=True)
+"""
+
+
+def test_a_write_killed_midway_leaves_the_previous_file_whole(tmp_path):
+    old = pl.DataFrame({"layer": [0], "neuron": [0], "explanation": ["old"], "score": [0.5]})
+    path = lake.write_table(tmp_path, "explanations", old, "m", "final")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "3000000"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert pl.read_parquet(path).equals(old)  # no partial file is visible under the real name
+    visible = [p.name for p in path.parent.iterdir() if p.suffix == ".parquet"]
+    assert visible == ["data.parquet"]
+
+
+def _explanations_csv(folder: Path, scores) -> str:
+    pl.DataFrame({"layer": [0, 0, 1, 1, 2, 2], "neuron": [0, 1] * 3,
+                  "explanation": ["months", "cities", "months", "colours", "cities", "animals"],
+                  "score": scores}).write_csv(folder / "e.csv")
+    return "e.csv"
+
+
+def test_a_reader_keeps_its_snapshot_while_a_refresh_publishes_a_new_one(tmp_path):
+    home = tmp_path / "home"
+    study = write_study(tmp_path, None, model="m", clustering={"k": 2},
+                        explanations={"source": "table", "path": _explanations_csv(tmp_path, [0.1] * 6)})
+    run_tiny_study(home, study)
+    reader = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    before = reader.execute("select count(*) from fct_layer_gini").fetchone()[0]
+
+    # A refresh with a different table: fewer layers.
+    pl.DataFrame({"layer": [0, 0], "neuron": [0, 1], "explanation": ["a", "b"],
+                  "score": [0.2, 0.3]}).write_csv(tmp_path / "e.csv")
+    run_tiny_study(home, study)  # not blocked by the open reader
+
+    assert reader.execute("select count(*) from fct_layer_gini").fetchone()[0] == before
+    reader.close()
+    fresh = subprocess.run([str(Path(sys.executable).parent / "nwh"), "--home", str(home), "query",
+                            "select count(*) as n from fct_layer_gini", "--format", "csv"],
+                           capture_output=True, text=True, check=True)
+    assert before == 2 * 3 * 3  # methods x filters x layers
+    assert fresh.stdout.split()[1] == str(2 * 3 * 1)  # the new snapshot has one layer
+    assert not list(home.glob(".warehouse.duckdb.*"))  # no build file left behind

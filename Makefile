@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench ui clean
+.PHONY: setup demo test bench soak ui clean
 
 # (Re)install only when the pins or the package metadata change. torch==2.13.0 is first in
 # requirements.txt and installed in the same resolution, so nothing can upgrade it.
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts=""
+
+soak: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python tests/soak/soak.py
 
 ui: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/nwh ui

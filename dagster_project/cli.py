@@ -37,7 +37,8 @@ def _print_progress(step: int, total: int, loss: float) -> None:
         print(f"  step {step}/{total}  loss {loss:.3f}", flush=True)
 
 
-def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int) -> list[Path]:
+def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
+          save_every: int | None = None) -> list[Path]:
     """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders."""
     from extract.corpus import sentences, synthetic_corpus
     from models.demo_lm import DemoModelConfig, train_demo_model
@@ -46,8 +47,9 @@ def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int)
     corpus = synthetic_corpus(n_sentences, seed=0)
     train_texts = [t for _, t in sentences(corpus, "train")]
     eval_texts = [t for _, t in sentences(corpus, "heldout")]
-    config = DemoModelConfig(seed=seed, steps=steps,
-                             save_steps=tuple(s for s in (steps // 6, steps // 2) if s > 0))
+    saves = (range(save_every, steps, save_every) if save_every
+             else (s for s in (steps // 6, steps // 2) if s > 0))
+    config = DemoModelConfig(seed=seed, steps=steps, save_steps=tuple(saves))
     print(f"training the demo GPT-2 ({config.n_layer} layers, d_model {config.d_model}, "
           f"d_mlp {config.d_mlp}) for {steps} steps into {out}", flush=True)
     paths = train_demo_model(train_texts, eval_texts, out, config, progress=_print_progress)
@@ -126,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--n-sentences", type=int, default=4000)
     p.add_argument("--out", type=Path, help="output folder (default: <home>/checkpoints/demo)")
+    p.add_argument("--save-every", type=int,
+                   help="save a checkpoint every N steps (default: at steps/6, steps/2 and the end)")
     p = sub.add_parser("run", help="materialize the study described by a YAML file")
     p.add_argument("--config", required=True, help="study YAML file")
     p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             demo(home)
         elif args.command == "train":
-            train(home, args.out, args.seed, args.steps, args.n_sentences)
+            train(home, args.out, args.seed, args.steps, args.n_sentences, args.save_every)
         elif args.command == "run":
             run(home, args.config, args.checkpoint)
         elif args.command == "query":

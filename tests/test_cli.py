@@ -62,3 +62,10 @@ def test_run_with_an_empty_text_corpus(tmp_path, tiny_checkpoints):
     out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
     assert out.returncode == 1
     assert "is empty" in out.stderr and "texts" in out.stderr
+
+
+def test_ui_binds_loopback_unless_told_otherwise():
+    from dagster_project.cli import build_parser
+
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+    assert build_parser().parse_args(["ui", "--host", "0.0.0.0"]).host == "0.0.0.0"

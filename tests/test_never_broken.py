@@ -5,14 +5,20 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import polars as pl
+import pytest
 
+from dagster_project.dbt_assets import warehouse_dbt
+from dagster_project.definitions import all_assets, resources
 from extract import lake
 from tests.conftest import run_tiny_study, write_study
 
 WRITER = """
 import sys, numpy as np, polars as pl
+from dagster_project.dbt_assets import warehouse_dbt
+from dagster_project.definitions import all_assets, resources
 from extract import lake
 n = int(sys.argv[2])
 df = pl.DataFrame({"layer": np.zeros(n, dtype=np.int64), "neuron": np.arange(n),
@@ -65,3 +71,21 @@ def test_a_reader_keeps_its_snapshot_while_a_refresh_publishes_a_new_one(tmp_pat
     assert before == 2 * 3 * 3  # methods x filters x layers
     assert fresh.stdout.split()[1] == str(2 * 3 * 1)  # the new snapshot has one layer
     assert not list(home.glob(".warehouse.duckdb.*"))  # no build file left behind
+
+
+def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
+    home = tmp_path / "home"
+    study = write_study(tmp_path, None, model="m", clustering={"k": 2},
+                        explanations={"source": "table", "path": _explanations_csv(tmp_path, [0.1] * 6)})
+    run_tiny_study(home, study)
+    before = (home / "warehouse.duckdb").read_bytes()
+    # Break a cross-table invariant no single-table suite sees: clusters 0 and 1 exist, K says 1.
+    clusterings = lake.read_table(home / "lake", "clusterings", "m", "final")
+    lake.write_table(home / "lake", "clusterings", clusterings.with_columns(n_clusters=pl.lit(1)),
+                     "m", "final")
+    with pytest.raises(Exception, match="dbt"):
+        dg.materialize([*all_assets], selection=dg.AssetSelection.assets(warehouse_dbt),
+                       resources=resources(str(home), str(study)),
+                       instance=dg.DagsterInstance.ephemeral())
+    assert (home / "warehouse.duckdb").read_bytes() == before
+    assert not list(home.glob(".warehouse.duckdb.*"))

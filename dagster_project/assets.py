@@ -29,11 +29,14 @@ from models.plots import plot_layer_gini
 
 LAKE = ["lake"]
 
+
 def _key(table: str) -> dg.AssetKey:
     return dg.AssetKey([*LAKE, table])
 
+
 def _partition(context) -> tuple[str, str]:
     return parse_partition_key(context.partition_key)
+
 
 def _study_for(context, nwh: NwhResource) -> StudyConfig:
     study = nwh.study()
@@ -43,6 +46,7 @@ def _study_for(context, nwh: NwhResource) -> StudyConfig:
                          f"configured study is for model {study.model!r}")
     return study
 
+
 def checkpoint_folder(study: StudyConfig, checkpoint: str) -> Path:
     """The folder of checkpoint `checkpoint` among the study's checkpoints."""
     found = dict(find_checkpoints(study.checkpoints))
@@ -50,6 +54,7 @@ def checkpoint_folder(study: StudyConfig, checkpoint: str) -> Path:
         raise CheckpointError(f"checkpoint {checkpoint!r} not found in {study.checkpoints!r}; "
                               f"found: {sorted(found)}")
     return found[checkpoint]
+
 
 def _progress(context, what: str, every: int = 10) -> Callable[[int, int], None]:
     calls = {"n": 0}
@@ -61,8 +66,10 @@ def _progress(context, what: str, every: int = 10) -> Callable[[int, int], None]
 
     return report
 
+
 def _preview(df: pl.DataFrame, n: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(df.head(n).to_pandas().to_markdown(index=False))
+
 
 @dg.asset(key=_key("corpus"), group_name="corpus", kinds={"python", "parquet"},
           description="The study's corpus, one row per word with its labels (POS-style tag, "
@@ -79,6 +86,7 @@ def corpus(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Materializ
     return dg.MaterializeResult(metadata={
         "path": str(path), "dagster/row_count": len(df),
         "n_sentences": df["sentence_id"].n_unique(), "preview": _preview(df)})
+
 
 @dg.multi_asset(
     specs=[
@@ -115,6 +123,7 @@ def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
             "path": str(path), "dagster/row_count": len(df), "n_layers": result.n_layers,
             "d_mlp": result.d_mlp, "preview": _preview(df)})
 
+
 @dg.asset(key=_key("explanations"), deps=[_key("neuron_token_means"), _key("corpus")],
           partitions_def=checkpoints_partitions, group_name="explanations",
           kinds={"python", "parquet"},
@@ -147,6 +156,7 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Mate
         "null_scores": int(df["score"].is_null().sum() + df["score"].is_nan().sum()),
         "preview": _preview(df.sort("score", descending=True, nulls_last=True))})
 
+
 @dg.asset(key=_key("explanation_embeddings"), deps=[_key("explanations")],
           partitions_def=checkpoints_partitions, group_name="explanations",
           kinds={"python", "parquet"},
@@ -165,6 +175,7 @@ def explanation_embeddings(context: dg.AssetExecutionContext,
     return dg.MaterializeResult(metadata={
         "path": str(path), "dagster/row_count": len(out), "dimensions": int(vectors.shape[1]),
         "distinct_texts": len(set(texts))})
+
 
 @dg.multi_asset(
     specs=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -53,8 +54,6 @@ def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
     print(f"training the demo GPT-2 ({config.n_layer} layers, d_model {config.d_model}, "
           f"d_mlp {config.d_mlp}) for {steps} steps into {out}", flush=True)
     paths = train_demo_model(train_texts, eval_texts, out, config, progress=_print_progress)
-    import json
-
     state = json.loads((paths[-1] / "trainer_state.json").read_text())
     print(f"held-out loss {state['eval_loss']:.3f} nats vs unigram entropy "
           f"{state['unigram_entropy']:.3f} nats; saved {[p.name for p in paths]}")

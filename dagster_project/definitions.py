@@ -19,7 +19,6 @@ all_assets = [*python_assets, warehouse_dbt]
 all_checks = lake_checks
 
 
-
 def resources(home: str | None = None, study_file: str | None = None) -> dict:
     return {
         "nwh": NwhResource(home=str(home or default_home()),

@@ -12,20 +12,23 @@ import dagster as dg
 import duckdb
 import numpy as np
 import polars as pl
+import torch
 
 from dagster_project.partitions import checkpoints_partitions, parse_partition_key
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
-from extract.activations import (extract_mlp_aggregates, load_bridge, stream_mlp_activations,
-                                 token_strings)
+from extract.activations import (SITE_MLP, extract_mlp_aggregates, load_bridge,
+                                 stream_mlp_activations, token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences, synthetic_corpus, text_corpus
 from extract.embeddings import embed_texts, load_embedder
 from extract.explainer import explain_neurons, score_explanations
 from extract.explanation_sources import read_explanation_table
+from extract.probe_data import labelled_words, read_conll, word_features
 from models.clustering import cluster_explanations
-from models.plots import plot_layer_gini
+from models.plots import plot_layer_gini, plot_probe_layer_distribution
+from models.probing import run_lca
 
 LAKE = ["lake"]
 
@@ -215,9 +218,137 @@ def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
           description="Plot of fct_layer_gini: Gini per layer for each method, one line per "
                       "filter percentile (Fig. 2 of Ben Yaakov et al.), at <home>/reports/.")
 def layer_gini_plot(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    path = plot_layer_gini(_read_mart(nwh, "fct_layer_gini"),
+                           nwh.home_dir / "reports" / "layer_gini.png")
+    return dg.MaterializeResult(metadata=_png_metadata(path, "layer gini"))
+
+
+def _read_mart(nwh: NwhResource, mart: str) -> pl.DataFrame:
     with duckdb.connect(str(nwh.warehouse_path), read_only=True) as con:
-        gini = con.sql("select * from fct_layer_gini").pl()
-    path = plot_layer_gini(gini, nwh.home_dir / "reports" / "layer_gini.png")
+        return con.sql(f"select * from {mart}").pl()
+
+
+def _png_metadata(path: Path, title: str) -> dict:
+    """The plot inline in the Dagster UI, and where it is on disk."""
     encoded = base64.b64encode(path.read_bytes()).decode()
+    return {"path": str(path),
+            "plot": dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")}
+
+
+def _probe_sentence_label(study: StudyConfig) -> Callable[[int], str]:
+    if study.probing.labels == "conll":
+        return lambda sid: f"labels file {study.probing.path!r}, sentence {sid + 1}"
+    return lambda sid: f"corpus sentence_id {sid}"
+
+
+@dg.asset(key=_key("probe_labels"), deps=[_key("corpus")], group_name="probing",
+          kinds={"python", "parquet"},
+          description="Words of the probing tasks with their label and their train / dev / test "
+                      "split (seeded, by sentence): the synthetic corpus's labels or a CoNLL-style "
+                      "file (word<TAB>label per line), one row per (task, word).")
+def probe_labels(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    study = nwh.study()
+    cfg = study.probing
+    if not study.runs_probing:
+        context.log.info("probing skipped: it is disabled, the study runs no model, or the "
+                         "corpus has no labels (set probing.labels: conll and probing.path)")
+        df = pl.DataFrame(schema=lake.SCHEMAS["probe_labels"])
+    else:
+        words = (read_conll(cfg.path, cfg.tasks) if cfg.labels == "conll"
+                 else lake.read_table(nwh.lake, "corpus", study.model))
+        df = labelled_words(words, cfg.tasks, cfg.seed, cfg.dev_fraction, cfg.test_fraction,
+                            cfg.max_sentences)
+    path = lake.write_table(nwh.lake, "probe_labels", df, study.model)
+    counts = df.group_by("task", "split").len().sort("task", "split")
     return dg.MaterializeResult(metadata={
-        "path": str(path), "plot": dg.MetadataValue.md(f"![layer gini](data:image/png;base64,{encoded})")})
+        "path": str(path), "dagster/row_count": len(df),
+        "n_sentences": df["sentence_id"].n_unique(), "words_per_split": _preview(counts, 20)})
+
+
+@dg.asset(key=_key("probe_features"), deps=[_key("probe_labels")],
+          partitions_def=checkpoints_partitions, group_name="probing",
+          kinds={"python", "parquet"},
+          description="Activations of all MLP neurons of all layers (concatenated layer by layer) "
+                      "at each labelled word, represented by its last (or first / mean) subword "
+                      "token, as the probes' input features.")
+def probe_features(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    labels = lake.read_table(nwh.lake, "probe_labels", model)
+    words = labels.unique(["sentence_id", "word_index"]).select("sentence_id", "word_index", "word")
+    if words.is_empty():
+        context.log.info("probing skipped: probe_labels is empty")
+        df, n_features = pl.DataFrame(schema=lake.SCHEMAS["probe_features"]), 0
+    else:
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
+        keys, features = word_features(bridge, words, study.probing.representative,
+                                       study.extraction.batch_size, _probe_sentence_label(study),
+                                       _progress(context, "probe features"))
+        df = keys.with_columns(pl.lit(SITE_MLP).alias("site"),
+                               pl.Series("activations", features.numpy()))
+        n_features = int(features.shape[1])
+    path = lake.write_table(nwh.lake, "probe_features", df, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df),
+        "n_features": n_features,
+        "representative": study.probing.representative})
+
+
+_PROBE_OUTPUTS = {
+    "probe_tasks": "Per probing task: sizes, majority-class baseline, the lambdas chosen by the "
+                   "grid search (Alg. 2), the oracle's dev accuracy and the minimal subset (Alg. 4).",
+    "probe_grid": "Every (lambda1, lambda2) of the grid search with A_top, A_bottom, A_noreg, "
+                  "A_current on dev and the score S = alpha (A_top - A_bottom) - beta (A_noreg - A_current).",
+    "probe_accuracy": "Test accuracy per task, labels (task or control), selection (all, top, "
+                      "random, bottom, weight_magnitude), mode (masked or retrained), percent of "
+                      "neurons and seed: the ablation, retraining and control-task runs.",
+    "probe_neuron_ranking": "The task's neuron ordering (Alg. 3): rank, the weight-mass threshold "
+                            "at which each neuron became salient, and its total |weight|.",
+    "probe_label_ranking": "Per label: neurons by |weight|, their share of the label's weight "
+                           "mass and the mass ranked above them (the per-label rankings).",
+}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(_key(table), deps=[_key("probe_features"), _key("probe_labels"),
+                                           _key("neuron_moments")],
+                        group_name="probing", kinds={"python", "parquet"}, description=text)
+           for table, text in _PROBE_OUTPUTS.items()],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """Linguistic Correlation Analysis (Durrani et al.): grid search, ranking, ablation, minimal
+    subset and selectivity for every probing task."""
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    labels = lake.read_table(nwh.lake, "probe_labels", model)
+    feats = lake.read_table(nwh.lake, "probe_features", model, checkpoint)
+    if feats.is_empty():
+        context.log.info("probing skipped: probe_features is empty")
+        frames = {t: pl.DataFrame(schema=lake.SCHEMAS[t]) for t in _PROBE_OUTPUTS}
+    else:
+        n_features = feats["activations"].list.len().max()
+        matrix = torch.from_numpy(feats["activations"].list.to_array(n_features).to_numpy())
+        d_mlp = int(lake.read_table(nwh.lake, "neuron_moments", model, checkpoint)
+                    .filter(pl.col("layer") == 0).height)
+        frames = run_lca(labels, feats.select("sentence_id", "word_index"), matrix, d_mlp,
+                         study.probing.lca_settings(), log=context.log.info)
+    for table in _PROBE_OUTPUTS:
+        df = frames[table].with_columns(pl.lit(SITE_MLP).alias("site"))
+        path = lake.write_table(nwh.lake, table, df, model, checkpoint)
+        yield dg.MaterializeResult(asset_key=_key(table), metadata={
+            "path": str(path), "dagster/row_count": len(df), "preview": _preview(df, 10)})
+
+
+@dg.asset(key=["reports", "probe_layer_distribution_plot"],
+          deps=[dg.AssetKey("fct_probe_layer_distribution")], group_name="reports",
+          kinds={"python", "png"},
+          description="Plot of fct_probe_layer_distribution: neurons of each task's minimal "
+                      "subset per layer (Fig. 3 of Durrani et al.), at <home>/reports/.")
+def probe_layer_distribution_plot(context: dg.AssetExecutionContext,
+                                  nwh: NwhResource) -> dg.MaterializeResult:
+    path = plot_probe_layer_distribution(_read_mart(nwh, "fct_probe_layer_distribution"),
+                                         nwh.home_dir / "reports" / "probe_layer_distribution.png")
+    return dg.MaterializeResult(metadata=_png_metadata(path, "probe layer distribution"))

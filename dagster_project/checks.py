@@ -16,6 +16,8 @@ def _expected_rows(nwh: NwhResource, table: str, model: str, checkpoint: str) ->
         return lake.read_table(nwh.lake, upstream, model, checkpoint)
 
     study = nwh.study()
+    if table.startswith("probe_"):
+        return _expected_probe_rows(nwh, table, model, checkpoint)
     if table == "explanations" and study.needs_model:
         return [row_count_equals(rows("neuron_moments").height)]
     if table == "explanation_embeddings":
@@ -29,6 +31,32 @@ def _expected_rows(nwh: NwhResource, table: str, model: str, checkpoint: str) ->
     return []
 
 
+def _expected_probe_rows(nwh: NwhResource, table: str, model: str,
+                         checkpoint: str | None) -> list[dict]:
+    """Probing tables: empty when the study does not probe, else sized by their inputs."""
+    study = nwh.study()
+    if not study.runs_probing:
+        return [row_count_equals(0)]
+    if table == "probe_labels":
+        return [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]
+    labels = lake.read_table(nwh.lake, "probe_labels", model)
+    n_tasks = labels["task"].n_unique()
+    if table == "probe_features":
+        return [row_count_equals(labels.unique(["sentence_id", "word_index"]).height)]
+    tasks = lake.read_table(nwh.lake, "probe_tasks", model, checkpoint)
+    p = study.probing
+    expected = {
+        "probe_tasks": n_tasks,
+        "probe_grid": n_tasks * len(p.lambdas) ** 2,
+        # all x2, masked top/bottom/weight_magnitude, retrained top/bottom, control all/top,
+        # and n_random random selections masked and retrained
+        "probe_accuracy": n_tasks * (9 + 2 * p.n_random),
+        "probe_neuron_ranking": int(tasks["n_neurons"].sum()),
+        "probe_label_ranking": int((tasks["n_neurons"] * tasks["n_labels"]).sum()),
+    }
+    return [row_count_equals(expected[table])]
+
+
 def _lake_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=dg.AssetKey([*LAKE, table]), name=f"{table}_expectations", blocking=True,
                     description=f"Great Expectations suite expectations/suites/{table}.json on the "
@@ -37,7 +65,7 @@ def _lake_check(table: str) -> dg.AssetChecksDefinition:
     def check(context: dg.AssetCheckExecutionContext, nwh: NwhResource) -> dg.AssetCheckResult:
         if table in lake.CORPUS_TABLES:
             model, checkpoint = nwh.study().model, None
-            extra = []
+            extra = _expected_probe_rows(nwh, table, model, None) if table == "probe_labels" else []
         else:
             model, checkpoint = parse_partition_key(context.partition_key)
             extra = _expected_rows(nwh, table, model, checkpoint)

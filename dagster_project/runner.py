@@ -14,6 +14,8 @@ from dagster_project.study import StudyConfig
 from extract.checkpoints import find_checkpoints
 
 MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts")
+PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
+                "probe_neuron_ranking", "probe_label_ranking")
 
 
 @dataclass
@@ -50,10 +52,12 @@ def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
 
 
 def selection_for(study: StudyConfig) -> dg.AssetSelection:
-    """Everything, minus the corpus and activation tables when the study runs no model."""
-    if study.needs_model:
-        return dg.AssetSelection.all()
-    return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in MODEL_TABLES])
+    """Everything, minus the corpus and activation tables when the study runs no model, and
+    minus the probing tables when it has nothing to probe (the sensor's job runs them anyway;
+    they then write empty partitions)."""
+    skipped = [*([] if study.needs_model else MODEL_TABLES),
+               *([] if study.runs_probing else PROBE_TABLES)]
+    return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in skipped])
 
 
 def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: str | None = None,

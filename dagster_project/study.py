@@ -14,6 +14,8 @@ import yaml
 
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from extract.lake import LakeError, safe_name
+from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
+from models.probing import PAPER_LAMBDAS, LcaSettings, TrainSettings
 
 
 class StudyConfigError(ValueError):
@@ -60,6 +62,37 @@ class ClusteringConfig:
 
 
 @dataclass(frozen=True)
+class ProbingConfig:
+    """The salient-neurons study (LCA); defaults are the paper's (Durrani et al., Sec. 2, 3)."""
+
+    enabled: bool = True
+    labels: str = "corpus"  # corpus (the synthetic corpus's labels) | conll
+    path: str | None = None  # CoNLL-style file: word<TAB>label[<TAB>label...] (labels: conll)
+    tasks: list[str] = field(default_factory=lambda: ["pos", "semantic_class"])
+    representative: str = "last"  # last | first | mean subword of a word
+    max_sentences: int | None = 1000  # seeded sample of the labelled sentences
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    lambdas: list[float] = field(default_factory=lambda: list(PAPER_LAMBDAS))
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.001
+    top_percent: float = 20.0
+    ranking_step: float = 1.0
+    delta: float = 0.01
+    minimal_step: float = 1.0
+    n_random: int = 3
+    seed: int = 0
+
+    def lca_settings(self) -> LcaSettings:
+        return LcaSettings(
+            lambdas=tuple(float(v) for v in self.lambdas), top_percent=self.top_percent,
+            ranking_step=self.ranking_step, delta=self.delta, minimal_step=self.minimal_step,
+            n_random=self.n_random,
+            train=TrainSettings(self.epochs, self.batch_size, self.learning_rate, self.seed))
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     model: str
     checkpoints: str | None = None
@@ -69,30 +102,42 @@ class StudyConfig:
     extraction: ExtractionConfig = ExtractionConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     clustering: ClusteringConfig = ClusteringConfig()
+    probing: ProbingConfig = ProbingConfig()
 
     @property
     def needs_model(self) -> bool:
         """Whether the study runs a model (false for explanations read from a table)."""
         return self.explanations.source == "local"
 
+    @property
+    def runs_probing(self) -> bool:
+        """Whether the probing assets run: a model, and labels (a CoNLL file or the synthetic
+        corpus; a plain text corpus has none)."""
+        p = self.probing
+        return (self.needs_model and p.enabled
+                and (p.labels == "conll" or self.corpus.kind == "synthetic"))
+
 
 _SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
              "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
-             "clustering": ClusteringConfig}
+             "clustering": ClusteringConfig, "probing": ProbingConfig}
 _CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
-            ("explanations", "source"): ("local", "table")}
+            ("explanations", "source"): ("local", "table"),
+            ("probing", "labels"): ("corpus", "conll"),
+            ("probing", "representative"): REPRESENTATIVES}
 
 
 def _check_type(where: str, value: Any, annotation: str) -> Any:
     if value is None and "None" in annotation:
         return None
     if "list" in annotation:
-        inner = int if "int" in annotation else str
+        name = next(n for n in ("int", "float", "str") if f"[{n}]" in annotation)
+        inner = {"int": int, "float": (int, float), "str": str}[name]
         if not isinstance(value, list) or not all(isinstance(v, inner) and not isinstance(v, bool)
                                                   for v in value):
-            raise StudyConfigError(f"study config: {where} must be a list of {inner.__name__}, "
+            raise StudyConfigError(f"study config: {where} must be a list of {name}, "
                                    f"got {value!r}")
-        return value
+        return [float(v) for v in value] if name == "float" else value
     expected = {"bool": bool, "int": int, "float": (int, float), "str": str}
     for name, typ in expected.items():
         if annotation.startswith(name):
@@ -127,6 +172,29 @@ def _build(cls, data: Any, where: str):
         raise StudyConfigError(f"study config: {where}: {e}") from None
 
 
+def _check_probing(p: ProbingConfig) -> None:
+    if p.labels == "conll" and not p.path:
+        raise StudyConfigError("study config: probing.path (a CoNLL-style file) is required when "
+                               "probing.labels is 'conll'")
+    if p.labels == "corpus":
+        unknown = sorted(set(p.tasks) - set(SYNTHETIC_TASKS))
+        if unknown:
+            raise StudyConfigError(f"study config: probing.tasks {unknown} are not labels of the "
+                                   f"synthetic corpus; choose from {list(SYNTHETIC_TASKS)}")
+    if not p.tasks or len(set(p.tasks)) != len(p.tasks):
+        raise StudyConfigError(f"study config: probing.tasks must be distinct names, got {p.tasks}")
+    if not p.lambdas or any(v < 0 for v in p.lambdas):
+        raise StudyConfigError(f"study config: probing.lambdas must be non-negative, got {p.lambdas}")
+    for name in ("dev_fraction", "test_fraction"):
+        if not 0 < getattr(p, name) < 0.5:
+            raise StudyConfigError(f"study config: probing.{name} must be in (0, 0.5)")
+    for name in ("top_percent", "ranking_step", "minimal_step"):
+        if not 0 < getattr(p, name) <= 100:
+            raise StudyConfigError(f"study config: probing.{name} must be in (0, 100] percent")
+    if p.epochs < 1 or p.batch_size < 1 or p.n_random < 1:
+        raise StudyConfigError("study config: probing.epochs, batch_size and n_random must be >= 1")
+
+
 def _resolve(base: Path, path: str | None) -> str | None:
     return None if path is None else str((base / path).resolve())
 
@@ -149,6 +217,7 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
     if study.needs_model and not study.checkpoints:
         raise StudyConfigError("study config: 'checkpoints' is required unless explanations "
                                "come from a table (explanations.source: table)")
+    _check_probing(study.probing)
     bad = [p for p in study.clustering.filter_percentiles if not 0 <= p < 100]
     if bad:
         raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
@@ -158,7 +227,9 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
            "corpus": CorpusConfig(**{**study.corpus.__dict__,
                                      "path": _resolve(base_dir, study.corpus.path)}),
            "explanations": ExplanationsConfig(**{**study.explanations.__dict__,
-                                                 "path": _resolve(base_dir, study.explanations.path)})})
+                                                 "path": _resolve(base_dir, study.explanations.path)}),
+           "probing": ProbingConfig(**{**study.probing.__dict__,
+                                       "path": _resolve(base_dir, study.probing.path)})})
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -52,9 +52,47 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
         "layer": pl.Int64, "neuron": pl.Int64, "cluster_id": pl.Int64,
     },
+    "probe_labels": {
+        "sentence_id": pl.Int64, "word_index": pl.Int64, "word": pl.Utf8, "split": pl.Utf8,
+        "task": pl.Utf8, "label": pl.Utf8,
+    },
+    "probe_features": {
+        "sentence_id": pl.Int64, "word_index": pl.Int64, "site": pl.Utf8,
+        "activations": pl.List(pl.Float32),
+    },
+    "probe_tasks": {
+        "site": pl.Utf8, "task": pl.Utf8, "n_labels": pl.Int64, "n_neurons": pl.Int64,
+        "n_train": pl.Int64, "n_dev": pl.Int64, "n_test": pl.Int64,
+        "majority_accuracy": pl.Float64, "lambda1": pl.Float64, "lambda2": pl.Float64,
+        "oracle_dev_accuracy": pl.Float64, "delta": pl.Float64, "top_percent": pl.Float64,
+        "minimal_percent": pl.Float64, "minimal_n_neurons": pl.Int64,
+        "minimal_dev_accuracy": pl.Float64, "minimal_mass_threshold": pl.Float64,
+    },
+    "probe_grid": {
+        "site": pl.Utf8, "task": pl.Utf8, "lambda1": pl.Float64, "lambda2": pl.Float64,
+        "top_percent": pl.Float64, "alpha": pl.Float64, "beta": pl.Float64,
+        "accuracy_top": pl.Float64, "accuracy_bottom": pl.Float64,
+        "accuracy_noreg": pl.Float64, "accuracy_current": pl.Float64, "score": pl.Float64,
+        "selected": pl.Boolean,
+    },
+    "probe_accuracy": {
+        "site": pl.Utf8, "task": pl.Utf8, "labels": pl.Utf8, "selection": pl.Utf8,
+        "mode": pl.Utf8, "percent": pl.Float64, "n_neurons": pl.Int64, "seed": pl.Int64,
+        "accuracy": pl.Float64,
+    },
+    "probe_neuron_ranking": {
+        "site": pl.Utf8, "task": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64,
+        "rank": pl.Int64, "mass_threshold": pl.Float64, "weight_mass": pl.Float64,
+    },
+    "probe_label_ranking": {
+        "site": pl.Utf8, "task": pl.Utf8, "label": pl.Utf8, "layer": pl.Int64,
+        "neuron": pl.Int64, "label_rank": pl.Int64, "weight": pl.Float64,
+        "mass_share": pl.Float64, "mass_before": pl.Float64,
+    },
 }
 
-CORPUS_TABLES = {"corpus"}
+# Tables keyed by model only (they do not depend on a checkpoint).
+CORPUS_TABLES = {"corpus", "probe_labels"}
 PLACEHOLDER = "_none"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

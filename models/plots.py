@@ -35,3 +35,34 @@ def plot_layer_gini(gini: pl.DataFrame, path: str | Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_probe_layer_distribution(dist: pl.DataFrame, path: str | Path) -> Path:
+    """Neurons of each task's minimal subset per layer (Fig. 3 of Durrani et al.): one panel per
+    model/checkpoint, grouped bars per task. `dist` has the columns of fct_probe_layer_distribution."""
+    panels = dist.select("model", "checkpoint").unique().sort(["model", "checkpoint"])
+    fig, axes = plt.subplots(1, max(1, panels.height), figsize=(4.5 * max(1, panels.height), 3.2),
+                             sharey=True, squeeze=False)
+    for ax, (model, checkpoint) in zip(axes[0], panels.iter_rows()):
+        sel = dist.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint))
+        tasks = sorted(sel["task"].unique().to_list())
+        width = 0.8 / max(1, len(tasks))
+        for i, task in enumerate(tasks):
+            rows = sel.filter(pl.col("task") == task).sort("layer")
+            ax.bar(rows["layer"].to_numpy() + (i - (len(tasks) - 1) / 2) * width,
+                   rows["n_neurons"].to_numpy(), width=width, label=task)
+        ax.set_title(f"{model} {checkpoint}", fontsize=9)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("neurons in the minimal subset")
+    if dist.is_empty():
+        axes[0][0].set_title("no probing results (the study probes nothing)", fontsize=9)
+    else:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

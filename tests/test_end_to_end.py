@@ -12,7 +12,8 @@ from tests.conftest import run_tiny_study as _run
 from tests.conftest import write_study
 
 MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_summary",
-         "fct_cluster_sizes", "dim_neurons"]
+         "fct_cluster_sizes", "dim_neurons", "fct_probe_accuracy", "fct_probe_selectivity",
+         "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons"]
 
 
 def _query(home, sql):
@@ -37,7 +38,43 @@ def test_every_mart_has_rows_for_the_newest_checkpoint(built):
         assert df.height > 0, mart
         assert set(df["checkpoint"]) == {"checkpoint-120"}, mart
     assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64
-    assert (home / "reports" / "layer_gini.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in ("layer_gini.png", "probe_layer_distribution.png"):
+        assert (home / "reports" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_probe_marts_hold_the_paper_tables(built):
+    home, _, _ = built
+    minimal = _query(home, "select * from fct_probe_minimal_subset order by task")
+    assert minimal["task"].to_list() == ["pos", "semantic_class"]  # Tables 3 and 5: one row per task
+    for row in minimal.iter_rows(named=True):
+        assert row["accuracy_all"] > row["majority_accuracy"] + 0.1
+        assert None not in (row["accuracy_top"], row["accuracy_random"], row["accuracy_bottom"],
+                            row["selectivity_all"], row["selectivity_top"])
+    table2 = _query(home, "select task, selection from fct_probe_accuracy "
+                          "where mode = 'masked' and labels = 'task' order by all")
+    assert table2.group_by("task").len()["len"].to_list() == [5, 5]
+    layers = _query(home, "select task, sum(n_neurons) n, count(*) layers "
+                          "from fct_probe_layer_distribution group by task order by task")
+    assert layers["n"].to_list() == minimal["minimal_n_neurons"].to_list()
+    assert layers["layers"].to_list() == [2, 2]
+    labels = _query(home, "select task, count(distinct label) n from stg_probe_labels "
+                          "group by task order by task")
+    per_label = _query(home, "select task, count(*) n from fct_probe_label_neurons "
+                             "group by task order by task")
+    assert per_label["n"].to_list() == labels["n"].to_list()
+
+
+def test_selectivity_mart_equals_task_minus_control_from_the_lake(built):
+    home, _, _ = built
+    raw = pl.read_parquet(home / "lake" / "probe_accuracy" / "model=tiny"
+                          / "checkpoint=checkpoint-120" / "data.parquet")
+    sel = _query(home, "select * from fct_probe_selectivity")
+    assert sel.height == 4
+    for row in sel.iter_rows(named=True):
+        runs = raw.filter((pl.col("task") == row["task"]) & (pl.col("selection") == row["selection"])
+                          & (pl.col("mode") == "retrained"))
+        acc = {r["labels"]: r["accuracy"] for r in runs.iter_rows(named=True)}
+        assert row["selectivity"] == pytest.approx(acc["task"] - acc["control"], abs=1e-12)
 
 
 def test_gini_mart_equals_an_independent_numpy_gini(built):
@@ -130,3 +167,26 @@ def test_a_failing_expectation_blocks_downstream_and_keeps_the_warehouse(tmp_pat
                                explanations={"source": "table", "path": "bad.csv"}))
     assert embeddings.read_bytes() == embeddings_before  # downstream did not run
     assert (home / "warehouse.duckdb").read_bytes() == before
+
+
+def test_a_conll_labels_file_is_probed(tmp_path, tiny_checkpoints, tiny_corpus):
+    """A user's CoNLL file (word<TAB>label) replaces the corpus labels; its words need not be
+    in the corpus or the tokenizer's vocabulary."""
+    lines = []
+    for (sid,), rows in tiny_corpus.head(900).group_by("sentence_id", maintain_order=True):
+        lines += [f"{w}\t{p}" for w, p in zip(rows["word"], rows["pos"])]
+        if sid % 7 == 0:
+            lines.append("Reykjavik\tNNP")
+        lines.append("")
+    (tmp_path / "pos.conll").write_text("\n".join(lines))
+    study_file = write_study(tmp_path, tiny_checkpoints, probing={
+        "labels": "conll", "path": "pos.conll", "tasks": ["pos"], "lambdas": [0.0, 0.001],
+        "n_random": 1})
+    home = tmp_path / "home"
+    outcome = _run(home, study_file)
+    assert all(outcome.checks.values())
+    minimal = _query(home, "select * from fct_probe_minimal_subset")
+    assert minimal["task"].to_list() == ["pos"]
+    assert minimal["accuracy_all"][0] > minimal["majority_accuracy"][0]
+    n_words = _query(home, "select count(*) n from stg_probe_labels")["n"][0]
+    assert n_words == sum(1 for line in lines if line)

@@ -20,6 +20,15 @@ def test_relative_paths_resolve_against_the_study_file(tmp_path):
     ({"model": "../up", "checkpoints": "c"}, "is not a valid name"),
     ({"checkpoints": "c"}, "with a 'model' key"),
     ({"model": "m", "explanations": {"source": "table"}}, "explanations.path is required"),
+    ({"model": "m", "checkpoints": "c", "probing": {"labels": "conll"}}, "probing.path"),
+    ({"model": "m", "checkpoints": "c", "probing": {"tasks": ["chunk"]}},
+     r"probing.tasks \['chunk'\] are not labels of the synthetic corpus"),
+    ({"model": "m", "checkpoints": "c", "probing": {"lambdas": [0.1, "x"]}},
+     "probing.lambdas must be a list of float"),
+    ({"model": "m", "checkpoints": "c", "probing": {"lambdas": [-1.0]}}, "non-negative"),
+    ({"model": "m", "checkpoints": "c", "probing": {"representative": "middle"}},
+     "probing.representative must be one of"),
+    ({"model": "m", "checkpoints": "c", "probing": {"test_fraction": 0.7}}, "test_fraction"),
 ])
 def test_bad_study_configs_name_the_key(tmp_path, data, message):
     with pytest.raises(StudyConfigError, match=message):
@@ -29,3 +38,14 @@ def test_bad_study_configs_name_the_key(tmp_path, data, message):
 def test_missing_study_file(tmp_path):
     with pytest.raises(StudyConfigError, match="does not exist"):
         load_study(tmp_path / "nope.yaml")
+
+
+def test_probing_runs_only_with_labels(tmp_path):
+    synthetic = parse_study({"model": "m", "checkpoints": "c"}, tmp_path)
+    text = parse_study({"model": "m", "checkpoints": "c", "corpus": {"kind": "text", "path": "t"}},
+                       tmp_path)
+    conll = parse_study({"model": "m", "checkpoints": "c", "corpus": {"kind": "text", "path": "t"},
+                         "probing": {"labels": "conll", "path": "pos.conll"}}, tmp_path)
+    assert synthetic.runs_probing and not text.runs_probing and conll.runs_probing
+    assert conll.probing.path == str(tmp_path / "pos.conll")
+    assert synthetic.probing.lca_settings().lambdas == (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)

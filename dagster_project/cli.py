@@ -21,6 +21,15 @@ EXAMPLE_QUERIES = [
     ("Best-explained neurons",
      "select layer, neuron, round(score, 3) as score, explanation from dim_neurons "
      "where score is not null order by score desc limit 5"),
+    ("Salient neurons: minimal subset per task (Tables 3 and 5 of Durrani et al.)",
+     "select task, round(minimal_percent, 1) as neu_t, round(majority_accuracy, 3) as majority, "
+     "round(accuracy_all, 3) as acc_a, round(accuracy_top, 3) as acc_t, "
+     "round(accuracy_random, 3) as acc_r, round(accuracy_bottom, 3) as acc_b, "
+     "round(selectivity_all, 3) as sel_a, round(selectivity_top, 3) as sel_t "
+     "from fct_probe_minimal_subset order by task"),
+    ("Salient neurons: keep 20 % and zero the rest (Table 2)",
+     "select task, selection, n_runs, round(accuracy, 3) as accuracy from fct_probe_accuracy "
+     "where mode = 'masked' and labels = 'task' order by task, accuracy desc"),
 ]
 
 

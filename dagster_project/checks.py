@@ -42,7 +42,11 @@ def _expected_probe_rows(nwh: NwhResource, table: str, model: str,
     labels = lake.read_table(nwh.lake, "probe_labels", model)
     n_tasks = labels["task"].n_unique()
     if table == "probe_features":
-        return [row_count_equals(labels.unique(["sentence_id", "word_index"]).height)]
+        n_features = lake.read_table(nwh.lake, "neuron_moments", model, checkpoint).height
+        return [row_count_equals(labels.unique(["sentence_id", "word_index"]).height),
+                {"type": "expect_column_values_to_be_between",  # every activation finite
+                 "kwargs": {"column": "activations", "min_value": n_features,
+                            "max_value": n_features}}]
     tasks = lake.read_table(nwh.lake, "probe_tasks", model, checkpoint)
     p = study.probing
     expected = {

@@ -1,6 +1,7 @@
 """Validate a lake table against its Great Expectations (1.x) suite.
 
 Suites are JSON files ``suites/<table>.json`` ({"name", "expectations": [{"type", "kwargs"}]}).
+A list column is validated through its number of finite values (:func:`summarise_lists`).
 Callers may add expectations that depend on the inputs (for example a row count equal to the
 number of neurons upstream). Validation runs on an ephemeral GX context with a pandas datasource.
 """
@@ -33,6 +34,14 @@ def suite_definition(table: str) -> dict:
     return json.loads(path.read_text())
 
 
+def summarise_lists(df: pl.DataFrame) -> pl.DataFrame:
+    """Replace each list column (activations, embeddings) by its number of finite values, so a
+    suite checks lengths and NaN/inf per row without handing pandas millions of Python floats."""
+    return df.with_columns([
+        pl.col(c).list.eval(pl.element().is_finite()).list.sum().alias(c)
+        for c, t in df.schema.items() if isinstance(t, pl.List)])
+
+
 def row_count_equals(n: int) -> dict:
     """An expectation that the table has exactly `n` rows (a count derived from the inputs)."""
     return {"type": "expect_table_row_count_to_equal", "kwargs": {"value": int(n)}}
@@ -54,6 +63,7 @@ def validate_table(table: str, df: pl.DataFrame, extra: list[dict] | None = None
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     definition = suite_definition(table)
+    df = summarise_lists(df)
     context, batch_definition = _batch_definition()
     suite = gx.ExpectationSuite(name=f"{table}-{id(df)}")
     for e in [*definition["expectations"], *(extra or [])]:

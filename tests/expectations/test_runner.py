@@ -39,3 +39,17 @@ def test_row_count_against_the_inputs(built):
     assert validate_table("neuron_moments", moments, [row_count_equals(moments.height)]).success
     short = validate_table("neuron_moments", moments.head(10), [row_count_equals(moments.height)])
     assert any("row_count_to_equal" in f for f in short.failures)
+
+
+def test_a_nan_inside_a_list_column_is_caught():
+    """List columns are checked through their count of finite values."""
+    rows = {"sentence_id": [0, 0, 1], "word_index": [0, 1, 0], "site": ["mlp"] * 3,
+            "activations": [[0.5, 1.0], [0.0, -2.0], [1.0, 3.0]]}
+    exact = [{"type": "expect_column_values_to_be_between",
+              "kwargs": {"column": "activations", "min_value": 2, "max_value": 2}}]
+    good = pl.DataFrame(rows, schema_overrides={"activations": pl.List(pl.Float32)})
+    assert validate_table("probe_features", good, exact).success
+    bad = good.with_columns(pl.Series("activations", [[0.5, 1.0], [float("nan"), -2.0], [1.0, 3.0]],
+                                      dtype=pl.List(pl.Float32)))
+    result = validate_table("probe_features", bad, exact)
+    assert not result.success and "activations" in " ".join(result.failures)

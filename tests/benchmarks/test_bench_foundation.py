@@ -8,14 +8,14 @@ Results are written to tests/benchmarks/RESULTS.md.
 """
 
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from tests.benchmarks.results import write_section
+
 NWH = str(Path(sys.executable).parent / "nwh")
 RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
 
@@ -32,10 +32,6 @@ elapsed = time.perf_counter() - start
 n_tokens = int(result.moments["n_tokens"][0])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_tokens / elapsed)
 """
-
-
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def test_demo_wall_time_and_extraction_memory(tmp_path):
@@ -58,10 +54,8 @@ def test_demo_wall_time_and_extraction_memory(tmp_path):
         rates[n] = statistics.median(s[1] for s in samples)
     growth = peaks[sizes[1]] / peaks[sizes[0]] - 1
 
-    RESULTS.write_text(
-        "# Benchmark results\n\n"
-        f"Machine: {_machine()}. Reproduce with `make bench` "
-        f"(`NWH_BENCH_RUNS` sets the runs per figure; here {RUNS}).\n\n"
+    text = write_section(
+        "Foundation (tests/benchmarks/test_bench_foundation.py)",
         "| figure | value | goal |\n|---|---|---|\n"
         f"| `nwh demo` wall time from an empty home (1 run, includes training) | "
         f"{demo_seconds:.0f} s | < 300 s |\n"
@@ -70,6 +64,6 @@ def test_demo_wall_time_and_extraction_memory(tmp_path):
         f"| peak RSS growth for 4x the corpus | {100 * growth:+.1f} % | within 10 % |\n"
         f"| extraction throughput, {sizes[1]} sentences (median of {RUNS}) | "
         f"{rates[sizes[1]]:,.0f} tokens/s | |\n")
-    print(RESULTS.read_text())
+    print(text)
     assert demo_seconds < 300
     assert abs(growth) < 0.10

@@ -1,0 +1,28 @@
+"""RESULTS.md is shared by the benchmark files: each rewrites only its own section."""
+
+import os
+import platform
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+HEADER = ("# Benchmark results\n\nReproduce with `make bench` (`NWH_BENCH_RUNS` sets the runs per "
+          "figure). Each section is rewritten by the benchmark file it names.\n")
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}")
+
+
+def write_section(name: str, body: str) -> str:
+    """Replace (or append) the section `## name` of RESULTS.md with `body`; return the file."""
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    if not text.startswith(HEADER):
+        text = HEADER
+    section = f"## {name}\n\nMachine: {machine()}.\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) \
+        else text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n")
+    return RESULTS.read_text()

@@ -1,20 +1,64 @@
 """Clustering of neuron explanation embeddings (explanation-clusters study, Ben Yaakov et al.).
 
 Pipeline per (method, filter percentile): keep the neurons whose explanation score is at least
-their layer's p-th percentile (Sec. 2.2 of the paper), then cluster the kept embeddings.
-Methods: ``kmeans`` (K = number of layers unless configured) and ``random``, the uniform random
-baseline that assigns each neuron to one of K clusters independently with equal probability.
+their layer's p-th percentile (Sec. 2.2 of the paper), then cluster the kept embeddings
+(Sec. 2.3.2). Methods:
+
+- ``kmeans``: K = number of layers unless configured; identical embeddings are clustered once
+  with their multiplicity as sample weight (the same objective, far fewer rows at scale).
+- ``dbscan``: cosine metric; noise points reassigned to the nearest cluster centre (the paper's
+  choice) or kept as noise (cluster_id -1).
+- ``hdbscan``: the BERTopic pipeline (Grootendorst 2022) with PCA in place of UMAP (not
+  installed here): embeddings reduced to a few dimensions, then the ``hdbscan`` package.
+- ``random``: the uniform baseline, each neuron in one of K clusters with equal probability.
+
+The density methods are fitted on at most ``max_fit_neurons`` neurons (a seeded sample); the
+other neurons are extended to the fitted clusters (DBSCAN: the label of the nearest core point
+within eps; HDBSCAN: ``hdbscan.approximate_predict``). Below that size they are exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
+from sklearn.cluster import DBSCAN, KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_mutual_info_score
 
-METHODS = ("kmeans", "random")
+from extract.lake import SCHEMAS
+
+METHODS = ("kmeans", "dbscan", "hdbscan", "random")
+NOISE_CHOICES = ("reassign", "keep")
+NOISE = -1
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """Parameters of every method; defaults are the paper's where it gives them."""
+
+    methods: Sequence[str] = ("kmeans", "random")
+    filter_percentiles: Sequence[int] = (0, 50, 90)
+    k: int | None = None  # KMeans and random: None = number of layers
+    seed: int = 0
+    kmeans_n_init: int = 10
+    dbscan_eps: float = 0.3  # cosine distance
+    dbscan_min_samples: int = 10
+    hdbscan_min_cluster_size: int = 10
+    hdbscan_dims: int = 5  # BERTopic's UMAP n_components
+    noise: str = "reassign"  # reassign | keep (dbscan, hdbscan)
+    max_fit_neurons: int = 20_000  # density methods: fit on a sample above this size
+    null_shuffles: int = 20  # permutation null of the layer Gini
+
+    def __post_init__(self):
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"clustering: unknown methods {unknown}; known methods: {list(METHODS)}")
+        if self.noise not in NOISE_CHOICES:
+            raise ValueError(f"clustering: noise must be one of {list(NOISE_CHOICES)}, "
+                             f"got {self.noise!r}")
 
 
 def percentile_filter(scores: pl.DataFrame, percentile: int) -> pl.DataFrame:
@@ -36,9 +80,22 @@ def percentile_filter(scores: pl.DataFrame, percentile: int) -> pl.DataFrame:
                  .sort(["layer", "neuron"]))
 
 
-def kmeans_labels(embeddings: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """KMeans (k-means++ init, 10 restarts, seeded) cluster label of each embedding row."""
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(embeddings)
+def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct rows, index of each row's distinct row, multiplicity of each distinct row)."""
+    x = np.ascontiguousarray(x)
+    keys = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    return x[first], inverse.ravel(), counts
+
+
+def kmeans_labels(embeddings: np.ndarray, k: int, seed: int, n_init: int = 10) -> np.ndarray:
+    """KMeans (k-means++ init, `n_init` restarts, seeded) cluster label of each embedding row;
+    identical rows are fitted once, weighted by their multiplicity."""
+    distinct, inverse, counts = unique_rows(embeddings)
+    k = min(k, len(distinct))
+    model = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
+    return model.fit_predict(distinct, sample_weight=counts.astype(np.float64))[inverse]
 
 
 def random_labels(n: int, k: int, seed: int) -> np.ndarray:
@@ -46,40 +103,185 @@ def random_labels(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=n)
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def nearest_rows(x: np.ndarray, targets: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the most cosine-similar row of `targets`, its cosine distance) for each row of
+    `x`, computed in chunks of rows so memory stays at chunk x len(targets)."""
+    xu, tu = _unit(x), _unit(targets)
+    best = np.empty(len(x), dtype=np.int64)
+    dist = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        sims = xu[start:start + chunk] @ tu.T
+        best[start:start + chunk] = sims.argmax(axis=1)
+        dist[start:start + chunk] = 1.0 - sims.max(axis=1)
+    return best, dist
+
+
+def reassign_noise(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Give every noise point (-1) the label of the nearest cluster centre by cosine similarity
+    (the paper's handling of DBSCAN's unclustered points). No cluster: labels unchanged."""
+    clusters = np.unique(labels[labels != NOISE])
+    noise = labels == NOISE
+    if len(clusters) == 0 or not noise.any():
+        return labels
+    centres = np.stack([_unit(x[labels == c]).mean(axis=0) for c in clusters])
+    nearest, _ = nearest_rows(x[noise], centres)
+    out = labels.copy()
+    out[noise] = clusters[nearest]
+    return out
+
+
+def _fit_sample(n: int, max_fit: int, seed: int) -> np.ndarray:
+    """Sorted indices of the neurons a density method is fitted on: all, or a seeded sample."""
+    if n <= max_fit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
+
+
+def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
+                  seed: int) -> np.ndarray:
+    """DBSCAN (Ester et al. 1996) with cosine distance; -1 = noise.
+
+    Exact when len(x) <= max_fit. Above, DBSCAN runs on a seeded sample of max_fit neurons with
+    min_samples scaled by the sample fraction (the same density), and every other neuron takes
+    the label of its nearest core point when that is within eps, else noise.
+    """
+    fit = _fit_sample(len(x), max_fit, seed)
+    scaled_min = max(2, round(min_samples * len(fit) / len(x)))
+    distinct, inverse, counts = unique_rows(x[fit])
+    model = DBSCAN(eps=eps, min_samples=scaled_min, metric="cosine", algorithm="brute",
+                   n_jobs=-1).fit(distinct, sample_weight=counts)
+    labels = np.full(len(x), NOISE, dtype=np.int64)
+    labels[fit] = model.labels_[inverse]
+    rest = np.setdiff1d(np.arange(len(x)), fit)
+    cores = model.core_sample_indices_
+    if len(rest) and len(cores):
+        nearest, dist = nearest_rows(x[rest], distinct[cores])
+        labels[rest] = np.where(dist <= eps, model.labels_[cores][nearest], NOISE)
+    return labels
+
+
+def hdbscan_labels(x: np.ndarray, min_cluster_size: int, dims: int, max_fit: int,
+                   seed: int) -> np.ndarray:
+    """HDBSCAN (``hdbscan`` package) on PCA-reduced unit embeddings, as BERTopic clusters
+    documents (UMAP there); -1 = noise. Fitted on at most max_fit neurons (seeded sample), the
+    rest labelled by ``approximate_predict``."""
+    import hdbscan
+
+    fit = _fit_sample(len(x), max_fit, seed)
+    dims = min(dims, x.shape[1], len(fit))
+    pca = PCA(n_components=dims, random_state=seed).fit(x[fit])
+    reduced = pca.transform(x).astype(np.float64)
+    model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, prediction_data=True,
+                            core_dist_n_jobs=1).fit(reduced[fit])
+    labels = np.full(len(x), NOISE, dtype=np.int64)
+    labels[fit] = model.labels_
+    rest = np.setdiff1d(np.arange(len(x)), fit)
+    if len(rest) and model.labels_.max() >= 0:
+        labels[rest], _ = hdbscan.approximate_predict(model, reduced[rest])
+    return labels
+
+
+def _dense_ids(labels: np.ndarray) -> np.ndarray:
+    """Relabel the clusters 0..n-1 in the order of their ids (some may have emptied); -1 stays."""
+    clusters = np.unique(labels[labels != NOISE])
+    out = np.full(len(labels), NOISE, dtype=np.int64)
+    mask = labels != NOISE
+    out[mask] = np.searchsorted(clusters, labels[mask])
+    return out
+
+
+def method_labels(method: str, x: np.ndarray, n_layers: int, s: ClusteringSettings) -> np.ndarray:
+    """Cluster label (0..n-1, or -1 for kept noise) of each row of `x` under `method`."""
+    k = min(s.k or n_layers, len(x))
+    if method == "kmeans":
+        return kmeans_labels(x, k, s.seed, s.kmeans_n_init)
+    if method == "random":
+        return random_labels(len(x), k, s.seed)
+    if method == "dbscan":
+        labels = dbscan_labels(x, s.dbscan_eps, s.dbscan_min_samples, s.max_fit_neurons, s.seed)
+    else:
+        labels = hdbscan_labels(x, s.hdbscan_min_cluster_size, s.hdbscan_dims,
+                                s.max_fit_neurons, s.seed)
+    if s.noise == "reassign":
+        labels = reassign_noise(x, labels)
+    return _dense_ids(labels)
+
+
+def ami_with_layer(layers: np.ndarray, labels: np.ndarray) -> float | None:
+    """Adjusted mutual information (arithmetic normalisation) between cluster and layer over the
+    clustered (non-noise) neurons; None (null in SQL) when fewer than two are clustered."""
+    mask = labels != NOISE
+    if mask.sum() < 2:
+        return None
+    return float(adjusted_mutual_info_score(layers[mask], labels[mask]))
+
+
 def cluster_explanations(
-    neurons: pl.DataFrame,
-    embeddings: np.ndarray,
-    methods: Sequence[str],
-    filter_percentiles: Sequence[int],
-    k: int | None,
-    seed: int,
+    neurons: pl.DataFrame, embeddings: np.ndarray, settings: ClusteringSettings,
+    log=lambda msg: None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cluster explanation embeddings for every method and filter percentile.
 
     `neurons` has columns layer, neuron, score, aligned row by row with `embeddings`.
-    Returns (clusterings, assignments): one row per clustering with its n_clusters, n_layers
-    and n_neurons, and one row per (clustering, neuron) with its cluster_id.
+    Returns (clusterings, assignments): one row per clustering with its n_clusters (K; for the
+    density methods the number found), n_layers, n_neurons, n_noise and the adjusted mutual
+    information of cluster and layer; and one row per (clustering, neuron) with its cluster_id
+    (-1 = noise, kept only with noise: keep).
     """
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"clustering: unknown methods {unknown}; known methods: {list(METHODS)}")
     if len(neurons) != len(embeddings):
         raise ValueError(f"clustering: {len(neurons)} neurons but {len(embeddings)} embeddings")
     n_layers = neurons["layer"].n_unique()
-    k = k or n_layers
     indexed = neurons.with_row_index("row")
     clusterings, assignments = [], []
-    for p in filter_percentiles:
+    for p in settings.filter_percentiles:
         kept = percentile_filter(indexed, p)
         x = embeddings[kept["row"].to_numpy()]
-        n_clusters = min(k, len(x))  # never more clusters than neurons, for every method
-        for method in methods:
-            labels = (kmeans_labels(x, n_clusters, seed) if method == "kmeans"
-                      else random_labels(len(x), n_clusters, seed))
-            clusterings.append({"method": method, "filter_percentile": p, "seed": seed,
-                                "n_clusters": n_clusters, "n_layers": n_layers,
-                                "n_neurons": len(x)})
+        layers = kept["layer"].to_numpy()
+        for method in settings.methods:
+            log(f"clustering: {method}, filter {p}%, {len(x)} neurons")
+            labels = method_labels(method, x, n_layers, settings) if len(x) else np.zeros(0, int)
+            clusterings.append({
+                "method": method, "filter_percentile": p, "seed": settings.seed,
+                "n_clusters": int(labels.max(initial=NOISE) + 1), "n_layers": n_layers,
+                "n_neurons": len(x), "n_noise": int((labels == NOISE).sum()),
+                "ami_layer": ami_with_layer(layers, labels)})
             assignments.append(kept.select("layer", "neuron").with_columns(
                 pl.lit(method).alias("method"), pl.lit(p).alias("filter_percentile"),
-                pl.lit(seed).alias("seed"), pl.Series("cluster_id", labels, dtype=pl.Int64)))
+                pl.lit(settings.seed).alias("seed"),
+                pl.Series("cluster_id", labels, dtype=pl.Int64)))
     return pl.DataFrame(clusterings), pl.concat(assignments)
+
+
+def null_layer_counts(assignments: pl.DataFrame, n_shuffles: int, seed: int) -> pl.DataFrame:
+    """Permutation null of the layer x cluster contingency table of every clustering.
+
+    For each shuffle s = 0..n_shuffles-1, the layer labels of the clustered (non-noise) neurons
+    are permuted (seeded by seed and s) against the same cluster assignment, and the neurons of
+    each (layer, cluster) counted. Only non-zero counts are returned; dbt fills the zeros and
+    computes the Gini of each shuffle, so `gini_null` is the same SQL Gini as the observed one.
+    """
+    out = []
+    keys = ["method", "filter_percentile", "seed"]
+    for key, rows in assignments.filter(pl.col("cluster_id") != NOISE).group_by(
+            keys, maintain_order=True):
+        layers = rows["layer"].to_numpy()
+        clusters = rows["cluster_id"].to_numpy()
+        n_clusters = int(clusters.max()) + 1
+        for s in range(n_shuffles):
+            rng = np.random.default_rng([seed, s])
+            codes = rng.permutation(layers) * n_clusters + clusters
+            counts = np.bincount(codes)
+            nz = np.flatnonzero(counts)
+            out.append(pl.DataFrame({
+                "method": key[0], "filter_percentile": key[1], "seed": key[2], "shuffle": s,
+                "layer": nz // n_clusters, "cluster_id": nz % n_clusters,
+                "n_neurons": counts[nz]}))
+    schema = SCHEMAS["explanation_cluster_null_counts"]
+    if not out:
+        return pl.DataFrame(schema=schema)
+    return pl.concat([df.cast(schema) for df in out])

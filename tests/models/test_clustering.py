@@ -2,8 +2,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.clustering import (cluster_explanations, kmeans_labels, percentile_filter,
-                               random_labels)
+from sklearn.metrics import adjusted_mutual_info_score
+
+from models.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
+                               dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
+                               null_layer_counts, percentile_filter, random_labels, reassign_noise,
+                               unique_rows)
 
 
 def test_percentile_filter_keeps_scores_at_or_above_the_layer_percentile():
@@ -40,8 +44,8 @@ def test_cluster_explanations_tables():
     neurons = pl.DataFrame({"layer": [0, 0, 1, 1], "neuron": [0, 1, 0, 1],
                             "score": [0.1, 0.9, 0.2, 0.8]})
     emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], dtype=np.float32)
-    clusterings, assignments = cluster_explanations(neurons, emb, ["kmeans", "random"],
-                                                    [0, 50], None, seed=0)
+    clusterings, assignments = cluster_explanations(
+        neurons, emb, ClusteringSettings(["kmeans", "random"], [0, 50], None, seed=0))
     assert clusterings.filter(pl.col("filter_percentile") == 0)["n_clusters"].to_list() == [2, 2]
     assert clusterings.filter(pl.col("filter_percentile") == 50)["n_neurons"].to_list() == [2, 2]
     km = assignments.filter((pl.col("method") == "kmeans") & (pl.col("filter_percentile") == 0))
@@ -50,14 +54,120 @@ def test_cluster_explanations_tables():
 
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="unknown methods \\['spectral'\\]"):
-        cluster_explanations(pl.DataFrame({"layer": [0], "neuron": [0], "score": [1.0]}),
-                             np.zeros((1, 2)), ["spectral"], [0], None, 0)
+        ClusteringSettings(["spectral"])
 
 
 def test_cluster_ids_stay_below_n_clusters_when_a_filter_keeps_fewer_neurons_than_k():
     neurons = pl.DataFrame({"layer": [0, 0, 0], "neuron": [0, 1, 2], "score": [0.1, 0.5, 0.9]})
     emb = np.eye(3, dtype=np.float32)
-    clusterings, assignments = cluster_explanations(neurons, emb, ["kmeans", "random"], [90],
-                                                    k=5, seed=0)
+    clusterings, assignments = cluster_explanations(
+        neurons, emb, ClusteringSettings(["kmeans", "random"], [90], k=5, seed=0))
     assert clusterings["n_clusters"].to_list() == [1, 1]
     assert assignments["cluster_id"].to_list() == [0, 0]
+
+
+def _blobs(n_per: int, n_blobs: int = 3, dim: int = 8, spread: float = 0.03, seed: int = 0):
+    """Unit vectors around `n_blobs` orthogonal directions; labels = blob index."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([np.eye(dim)[b] + spread * rng.normal(size=(n_per, dim))
+                        for b in range(n_blobs)])
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), \
+        np.repeat(np.arange(n_blobs), n_per)
+
+
+def test_unique_rows_round_trips_and_counts():
+    x = np.array([[1, 2], [3, 4], [1, 2], [1, 2]], dtype=np.float32)
+    distinct, inverse, counts = unique_rows(x)
+    np.testing.assert_array_equal(distinct[inverse], x)
+    assert sorted(counts.tolist()) == [1, 3]
+
+
+def test_kmeans_on_duplicated_rows_equals_kmeans_on_the_weighted_distinct_rows():
+    x, truth = _blobs(50)
+    doubled = np.concatenate([x, x])
+    labels = kmeans_labels(doubled, 3, seed=0)
+    np.testing.assert_array_equal(labels[:150], labels[150:])
+    assert adjusted_mutual_info_score(truth, labels[:150]) == pytest.approx(1.0)
+
+
+def test_dbscan_exact_recovers_blobs_and_marks_an_outlier_as_noise():
+    x, truth = _blobs(40)
+    outlier = np.full((1, 8), -1 / np.sqrt(8), dtype=np.float32)
+    labels = dbscan_labels(np.concatenate([x, outlier]), eps=0.05, min_samples=5,
+                           max_fit=10_000, seed=0)
+    assert labels[-1] == -1
+    assert adjusted_mutual_info_score(truth, labels[:-1]) == pytest.approx(1.0)
+
+
+def test_dbscan_fitted_on_a_sample_labels_the_rest_like_the_exact_run():
+    x, truth = _blobs(300)
+    sampled = dbscan_labels(x, eps=0.05, min_samples=10, max_fit=200, seed=0)
+    assert (sampled >= 0).all()
+    assert adjusted_mutual_info_score(truth, sampled) == pytest.approx(1.0)
+
+
+def test_hdbscan_finds_the_blobs_with_and_without_a_fit_sample():
+    x, truth = _blobs(150)
+    for max_fit in (10_000, 200):
+        labels = hdbscan_labels(x, min_cluster_size=10, dims=3, max_fit=max_fit, seed=0)
+        mask = labels >= 0
+        assert mask.mean() > 0.9
+        assert adjusted_mutual_info_score(truth[mask], labels[mask]) == pytest.approx(1.0)
+
+
+def test_noise_goes_to_the_nearest_cluster_centre_by_cosine():
+    x = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1], [0.9, 0.2], [0.2, 0.9]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1, -1, -1])
+    assert reassign_noise(x, labels).tolist() == [0, 0, 1, 1, 0, 1]
+    assert reassign_noise(x, np.full(6, -1)).tolist() == [-1] * 6  # no cluster to join
+
+
+def test_noise_keep_leaves_minus_one_and_reassign_leaves_none():
+    x, _ = _blobs(40)
+    x = np.concatenate([x, np.full((2, 8), -1 / np.sqrt(8), dtype=np.float32)])
+    keep = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5, noise="keep")
+    assert (method_labels("dbscan", x, 3, keep) == -1).sum() == 2
+    reassign = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5)
+    labels = method_labels("dbscan", x, 3, reassign)
+    assert (labels >= 0).all() and sorted(set(labels.tolist())) == [0, 1, 2]
+
+
+def test_ami_ignores_noise_and_is_one_when_clusters_are_the_layers():
+    layers = np.array([0, 0, 1, 1, 2, 2, 2])
+    assert ami_with_layer(layers, np.array([5, 5, 7, 7, 9, 9, -1])) == pytest.approx(1.0)
+    assert ami_with_layer(layers, np.full(7, -1)) is None
+
+
+def test_null_counts_keep_each_layer_size_and_each_cluster_size():
+    rng = np.random.default_rng(0)
+    n = 600
+    assignments = pl.DataFrame({"method": "kmeans", "filter_percentile": 0, "seed": 0,
+                                "layer": rng.integers(0, 4, n), "neuron": np.arange(n),
+                                "cluster_id": rng.integers(-1, 5, n)})
+    null = null_layer_counts(assignments, n_shuffles=20, seed=3)
+    clustered = assignments.filter(pl.col("cluster_id") >= 0)
+    assert null["shuffle"].n_unique() == 20
+    for _, one in null.group_by("shuffle"):
+        by_layer = one.group_by("layer").agg(pl.col("n_neurons").sum()).sort("layer")
+        assert by_layer["n_neurons"].to_list() == \
+            clustered.group_by("layer").len().sort("layer")["len"].to_list()
+        by_cluster = one.group_by("cluster_id").agg(pl.col("n_neurons").sum()).sort("cluster_id")
+        assert by_cluster["n_neurons"].to_list() == \
+            clustered.group_by("cluster_id").len().sort("cluster_id")["len"].to_list()
+    assert null.equals(null_layer_counts(assignments, 20, seed=3))  # seeded
+    assert not null.equals(null_layer_counts(assignments, 20, seed=4))
+
+
+def test_every_method_runs_through_cluster_explanations_with_ami_and_noise_columns():
+    x, truth = _blobs(60)
+    neurons = pl.DataFrame({"layer": truth, "neuron": np.arange(len(truth)),
+                            "score": np.linspace(0, 1, len(truth))})
+    settings = ClusteringSettings(["kmeans", "dbscan", "hdbscan", "random"], [0], k=3,
+                                  dbscan_eps=0.05, dbscan_min_samples=5,
+                                  hdbscan_min_cluster_size=10, hdbscan_dims=3)
+    clusterings, assignments = cluster_explanations(neurons, x, settings)
+    ami = dict(zip(clusterings["method"], clusterings["ami_layer"]))
+    assert ami["kmeans"] == ami["dbscan"] == ami["hdbscan"] == pytest.approx(1.0)
+    assert abs(ami["random"]) < 0.05
+    assert clusterings["n_noise"].to_list() == [0, 0, 0, 0]
+    assert assignments.height == 4 * len(truth)

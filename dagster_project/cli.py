@@ -1,4 +1,4 @@
-"""`nwh`: the Neuron Warehouse command line (demo, train, run, query, ui)."""
+"""`nwh`: the Neuron Warehouse command line (demo, train, run, query, ui, explanations fetch)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,31 @@ def query(home: Path, sql: str, fmt: str) -> str:
         return str(df)
 
 
+def fetch(base_url: str, layers: str, neurons_per_layer: int, dest: Path, workers: int) -> int:
+    """Mirror the OpenAI explanation dataset layout into `dest`, with a progress bar."""
+    from tqdm import tqdm
+
+    from extract.fetch import fetch_explanations, parse_layers
+
+    layer_list = parse_layers(layers)
+    bar = tqdm(total=len(layer_list) * neurons_per_layer, unit="file", desc="explanations")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    report = fetch_explanations(base_url, layer_list, neurons_per_layer, dest, workers=workers,
+                                progress=progress)
+    bar.close()
+    print(f"{report.downloaded} downloaded, {report.skipped} already present, "
+          f"{len(report.missing)} missing (404), {len(report.failed)} failed into {dest}")
+    for url in report.failed[:20]:
+        print(f"  failed after retries: {url}")
+    if report.failed:
+        print("re-run the same command to retry the failed files (present files are skipped)")
+    return 1 if report.failed else 0
+
+
 def ui(home: Path, study_file: str, host: str, port: int) -> int:
     """Start `dagster dev` on the definitions, bound to `host` (127.0.0.1 unless told otherwise)."""
     from dagster_project.runner import instance_for
@@ -144,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run read-only SQL on the warehouse")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = sub.add_parser("explanations", help="explanation datasets")
+    fetch_parser = p.add_subparsers(dest="action", required=True).add_parser(
+        "fetch", help="mirror the OpenAI explanation dataset ({base}/{layer}/{neuron}.jsonl): "
+                      "resumable, concurrent, retried")
+    fetch_parser.add_argument("--base-url", required=True,
+                              help="URL of the folder holding the {layer}/ folders")
+    fetch_parser.add_argument("--layers", required=True, help="e.g. 0-47 or 0,5,10-12")
+    fetch_parser.add_argument("--neurons-per-layer", type=int, default=6400,
+                              help="neurons 0..N-1 of each layer (default 6400, GPT-2 XL)")
+    fetch_parser.add_argument("--dest", type=Path, required=True, help="local folder")
+    fetch_parser.add_argument("--workers", type=int, default=16, help="concurrent downloads")
     p = sub.add_parser("ui", help="start the Dagster UI")
     p.add_argument("--config", default="", help="study YAML file (default: the demo study)")
     p.add_argument("--host", default="127.0.0.1")
@@ -165,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             run(home, args.config, args.checkpoint)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
+        elif args.command == "explanations":
+            return fetch(args.base_url, args.layers, args.neurons_per_layer, args.dest,
+                         args.workers)
         elif args.command == "ui":
             return ui(home, args.config, args.host, args.port)
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one clear line

@@ -25,10 +25,13 @@ from extract.corpus import sentences, synthetic_corpus, text_corpus
 from extract.embeddings import embed_texts, load_embedder
 from extract.explainer import explain_neurons, score_explanations
 from extract.explanation_sources import read_explanation_table
+from extract.openai_explanations import read_openai_explanations
 from extract.probe_data import labelled_words, read_conll, word_features
-from models.clustering import cluster_explanations
-from models.plots import plot_layer_gini, plot_probe_layer_distribution
+from models.clustering import cluster_explanations, null_layer_counts
+from models.plots import (plot_cluster_variance, plot_layer_gini, plot_min_variance_histogram,
+                          plot_probe_layer_distribution)
 from models.probing import run_lca
+from models.topics import cluster_topics
 
 LAKE = ["lake"]
 
@@ -59,13 +62,14 @@ def checkpoint_folder(study: StudyConfig, checkpoint: str) -> Path:
     return found[checkpoint]
 
 
-def _progress(context, what: str, every: int = 10) -> Callable[[int, int], None]:
+def _progress(context, what: str, unit: str = "sentences",
+              every: int = 10) -> Callable[[int, int], None]:
     calls = {"n": 0}
 
     def report(done: int, total: int) -> None:
         calls["n"] += 1
         if calls["n"] % every == 0 or done == total:
-            context.log.info(f"{what}: {done}/{total} sentences ({100 * done / total:.0f}%)")
+            context.log.info(f"{what}: {done}/{total} {unit} ({100 * done / total:.0f}%)")
 
     return report
 
@@ -127,20 +131,45 @@ def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
             "d_mlp": result.d_mlp, "preview": _preview(df)})
 
 
-@dg.asset(key=_key("explanations"), deps=[_key("neuron_token_means"), _key("corpus")],
-          partitions_def=checkpoints_partitions, group_name="explanations",
-          kinds={"python", "parquet"},
-          description="One explanation and score per neuron. source: local explains each neuron "
-                      "by its top tokens and scores it by the pooled Pearson correlation of true "
-                      "and simulated activations on the held-out split; source: table reads them.")
-def explanations(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(_key("explanations"), deps=[_key("neuron_token_means"), _key("corpus")],
+                     group_name="explanations", kinds={"python", "parquet"},
+                     description="One explanation and score per neuron. source: local explains "
+                                 "each neuron by its top tokens and scores it by the pooled "
+                                 "Pearson correlation of true and simulated activations on the "
+                                 "held-out split; source: table reads a CSV/Parquet file; source: "
+                                 "openai reads the public dataset's {layer}/{neuron}.jsonl layout."),
+        dg.AssetSpec(_key("explanation_rejects"), deps=[_key("neuron_token_means")],
+                     group_name="explanations", kinds={"python", "parquet"},
+                     description="What the OpenAI-layout reader could not use, one row per file "
+                                 "or neuron: malformed files (bad JSON, missing fields, wrong "
+                                 "types, a layer out of range, a duplicated neuron) with their "
+                                 "paths, neurons missing from the grid, and null scores (kept). "
+                                 "Empty for the other sources."),
+    ],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
     study = _study_for(context, nwh)
     model, checkpoint = _partition(context)
-    if study.explanations.source == "table":
-        df = read_explanation_table(study.explanations.path)
+    cfg = study.explanations
+    rejects = pl.DataFrame(schema=lake.SCHEMAS["explanation_rejects"])
+    if cfg.source == "table":
+        df = read_explanation_table(cfg.path)
+    elif cfg.source == "openai":
+        read = read_openai_explanations(cfg.path, cfg.n_layers, cfg.neurons_per_layer,
+                                        progress=_progress(context, "reading", "layer folders", 8))
+        df, rejects = read.explanations, read.rejects
+        context.log.info(f"read {read.n_files} explanation files: {df.height} neurons kept; "
+                         f"{_problem_counts(rejects)}")
+        if df.is_empty():
+            raise dg.Failure(f"no valid explanation file in {cfg.path!r}: "
+                             f"{_problem_counts(rejects)}")
     else:
         token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint)
-        df = explain_neurons(token_means, max_tokens=study.explanations.max_tokens)
+        df = explain_neurons(token_means, max_tokens=cfg.max_tokens)
         bridge = load_bridge(checkpoint_folder(study, checkpoint),
                              study.extraction.trust_pickle_checkpoints)
         heldout = sentences(lake.read_table(nwh.lake, "corpus", model), "heldout")
@@ -153,11 +182,22 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Mate
                                     token_strings(bridge.tokenizer, bridge.cfg.d_vocab), batches)
         df = df.with_columns(pl.Series("score", scores))
     path = lake.write_table(nwh.lake, "explanations", df, model, checkpoint)
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(asset_key=_key("explanations"), metadata={
         "path": str(path), "dagster/row_count": len(df),
         "mean_score": float(np.nanmean(df["score"].to_numpy())) if len(df) else float("nan"),
         "null_scores": int(df["score"].is_null().sum() + df["score"].is_nan().sum()),
         "preview": _preview(df.sort("score", descending=True, nulls_last=True))})
+    path = lake.write_table(nwh.lake, "explanation_rejects", rejects, model, checkpoint)
+    yield dg.MaterializeResult(asset_key=_key("explanation_rejects"), metadata={
+        "path": str(path), "dagster/row_count": len(rejects),
+        "problems": _problem_counts(rejects),
+        "rejected_files": _preview(rejects.filter(~pl.col("problem").is_in(
+            ["missing", "null_score"])), 50)})
+
+
+def _problem_counts(rejects: pl.DataFrame) -> str:
+    counts = rejects.group_by("problem").len().sort("problem")
+    return ", ".join(f"{n} {p}" for p, n in counts.iter_rows()) or "no problems"
 
 
 @dg.asset(key=_key("explanation_embeddings"), deps=[_key("explanations")],
@@ -180,34 +220,46 @@ def explanation_embeddings(context: dg.AssetExecutionContext,
         "distinct_texts": len(set(texts))})
 
 
+_CLUSTERING_OUTPUTS = {
+    "clusterings": "One row per clustering (method, filter percentile, seed): its number of "
+                   "clusters (K, or the number found by DBSCAN / HDBSCAN), layers, clustered "
+                   "neurons, noise neurons and the adjusted mutual information of cluster and layer.",
+    "explanation_clusters": "Cluster id of each neuron kept by the per-layer score percentile "
+                            "filter, per clustering (-1 = noise, with clustering.noise: keep).",
+    "explanation_cluster_null_counts": "Permutation null: neurons per (layer, cluster) after "
+                                       "shuffling the layer labels against the same clusters, "
+                                       "per shuffle (non-zero counts; dbt computes gini_null).",
+    "cluster_topics": "Topic words (class-based TF-IDF, BERTopic) and three representative "
+                      "explanations of every cluster of every clustering.",
+}
+
+
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(_key("clusterings"), deps=[_key("explanation_embeddings"),
-                                                _key("explanations")],
-                     group_name="clustering", kinds={"python", "parquet"},
-                     description="One row per clustering (method, filter percentile, seed) with "
-                                 "its number of clusters K, layers and clustered neurons."),
-        dg.AssetSpec(_key("explanation_clusters"), deps=[_key("explanation_embeddings"),
-                                                         _key("explanations")],
-                     group_name="clustering", kinds={"python", "parquet"},
-                     description="Cluster id of each neuron kept by the per-layer score "
-                                 "percentile filter, per clustering (KMeans or random baseline)."),
-    ],
+    specs=[dg.AssetSpec(_key(table), deps=[_key("explanation_embeddings"), _key("explanations")],
+                        group_name="clustering", kinds={"python", "parquet"}, description=text)
+           for table, text in _CLUSTERING_OUTPUTS.items()],
     partitions_def=checkpoints_partitions,
     can_subset=False,
 )
 def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """KMeans, DBSCAN, HDBSCAN and the random baseline on the explanation embeddings, per score
+    filter; the permutation null of the layer Gini; topic words per cluster."""
     study = _study_for(context, nwh)
     model, checkpoint = _partition(context)
-    cfg = study.clustering
+    settings = study.clustering.settings()
     scores = lake.read_table(nwh.lake, "explanations", model, checkpoint)
     emb = lake.read_table(nwh.lake, "explanation_embeddings", model, checkpoint)
     joined = scores.join(emb, on=["layer", "neuron"], how="inner").sort(["layer", "neuron"])
-    vectors = np.asarray(joined["embedding"].to_list(), dtype=np.float32)
+    vectors = joined["embedding"].list.to_array(emb["embedding"].list.len().max()).to_numpy()
     clusterings, assignments = cluster_explanations(
-        joined.select("layer", "neuron", "score"), vectors, cfg.methods, cfg.filter_percentiles,
-        cfg.k, cfg.seed)
-    for table, df in (("clusterings", clusterings), ("explanation_clusters", assignments)):
+        joined.select("layer", "neuron", "score"), vectors.astype(np.float32), settings,
+        log=context.log.info)
+    context.log.info(f"permutation null: {settings.null_shuffles} shuffles per clustering")
+    frames = {"clusterings": clusterings, "explanation_clusters": assignments,
+              "explanation_cluster_null_counts": null_layer_counts(
+                  assignments, settings.null_shuffles, settings.seed),
+              "cluster_topics": cluster_topics(assignments, scores, seed=settings.seed)}
+    for table, df in frames.items():
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
             "path": str(path), "dagster/row_count": len(df), "preview": _preview(df)})
@@ -216,11 +268,38 @@ def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
 @dg.asset(key=["reports", "layer_gini_plot"], deps=[dg.AssetKey("fct_layer_gini")],
           group_name="reports", kinds={"python", "png"},
           description="Plot of fct_layer_gini: Gini per layer for each method, one line per "
-                      "filter percentile (Fig. 2 of Ben Yaakov et al.), at <home>/reports/.")
+                      "filter percentile with its permutation null as a band (Fig. 2 of Ben "
+                      "Yaakov et al.), at <home>/reports/.")
 def layer_gini_plot(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
     path = plot_layer_gini(_read_mart(nwh, "fct_layer_gini"),
                            nwh.home_dir / "reports" / "layer_gini.png")
     return dg.MaterializeResult(metadata=_png_metadata(path, "layer gini"))
+
+
+@dg.asset(key=["reports", "cluster_variance_plot"],
+          deps=[dg.AssetKey("fct_cluster_layer_variance"),
+                dg.AssetKey("fct_cluster_variance_summary")],
+          group_name="reports", kinds={"python", "png"},
+          description="Box plots of the clusters' layer variance per method with mean and WAVG "
+                      "marked (Fig. 3 of Ben Yaakov et al.), at <home>/reports/.")
+def cluster_variance_plot(context: dg.AssetExecutionContext,
+                          nwh: NwhResource) -> dg.MaterializeResult:
+    path = plot_cluster_variance(_read_mart(nwh, "fct_cluster_layer_variance"),
+                                 _read_mart(nwh, "fct_cluster_variance_summary"),
+                                 nwh.home_dir / "reports" / "cluster_variance.png")
+    return dg.MaterializeResult(metadata=_png_metadata(path, "cluster variance"))
+
+
+@dg.asset(key=["reports", "min_variance_cluster_plot"],
+          deps=[dg.AssetKey("fct_min_variance_clusters")], group_name="reports",
+          kinds={"python", "png"},
+          description="Layer histogram of each method's minimal-variance cluster at filter 0, "
+                      "with its topic words (Figs. 5-6 of Ben Yaakov et al.), at <home>/reports/.")
+def min_variance_cluster_plot(context: dg.AssetExecutionContext,
+                              nwh: NwhResource) -> dg.MaterializeResult:
+    path = plot_min_variance_histogram(_read_mart(nwh, "fct_min_variance_clusters"),
+                                       nwh.home_dir / "reports" / "min_variance_cluster.png")
+    return dg.MaterializeResult(metadata=_png_metadata(path, "minimal-variance cluster"))
 
 
 def _read_mart(nwh: NwhResource, mart: str) -> pl.DataFrame:

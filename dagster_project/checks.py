@@ -24,6 +24,10 @@ def _expected_rows(nwh: NwhResource, table: str, model: str, checkpoint: str) ->
         return [row_count_equals(rows("explanations").height)]
     if table == "explanation_clusters":
         return [row_count_equals(int(rows("clusterings")["n_neurons"].sum()))]
+    if table == "cluster_topics":  # one row per non-empty cluster
+        clustered = rows("explanation_clusters").filter(pl.col("cluster_id") >= 0)
+        return [row_count_equals(clustered.select(
+            "method", "filter_percentile", "seed", "cluster_id").unique().height)]
     if table == "neuron_top_contexts":
         moments = rows("neuron_moments")
         k = min(study.extraction.top_k, int(moments["n_tokens"].min()))

@@ -15,6 +15,7 @@ import yaml
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from extract.lake import LakeError, safe_name
 from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
+from models.clustering import NOISE_CHOICES, ClusteringSettings
 from models.probing import PAPER_LAMBDAS, LcaSettings, TrainSettings
 
 
@@ -34,9 +35,11 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class ExplanationsConfig:
-    source: str = "local"  # local | table
-    path: str | None = None  # CSV or Parquet of layer, neuron, explanation, score (source: table)
+    source: str = "local"  # local | table | openai
+    path: str | None = None  # table: CSV or Parquet; openai: folder of {layer}/{neuron}.jsonl
     max_tokens: int = 8
+    n_layers: int | None = None  # openai: expected layers (None = inferred from the folders)
+    neurons_per_layer: int | None = None  # openai: expected neurons per layer (None = inferred)
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,23 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class ClusteringConfig:
-    methods: list[str] = field(default_factory=lambda: ["kmeans", "random"])
+    """The explanation-clusters study (Ben Yaakov et al.); see models.clustering for each knob."""
+
+    methods: list[str] = field(default_factory=lambda: ["kmeans", "dbscan", "hdbscan", "random"])
     k: int | None = None
     filter_percentiles: list[int] = field(default_factory=lambda: [0, 50, 90])
     seed: int = 0
+    kmeans_n_init: int = 10
+    dbscan_eps: float = 0.3
+    dbscan_min_samples: int = 10
+    hdbscan_min_cluster_size: int = 10
+    hdbscan_dims: int = 5
+    noise: str = "reassign"  # reassign | keep
+    max_fit_neurons: int = 20000
+    null_shuffles: int = 20
+
+    def settings(self) -> ClusteringSettings:
+        return ClusteringSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,8 @@ class StudyConfig:
 
     @property
     def needs_model(self) -> bool:
-        """Whether the study runs a model (false for explanations read from a table)."""
+        """Whether the study runs a model (false for explanations read from a table or the
+        OpenAI dataset layout)."""
         return self.explanations.source == "local"
 
     @property
@@ -122,7 +139,8 @@ _SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
              "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
              "clustering": ClusteringConfig, "probing": ProbingConfig}
 _CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
-            ("explanations", "source"): ("local", "table"),
+            ("explanations", "source"): ("local", "table", "openai"),
+            ("clustering", "noise"): NOISE_CHOICES,
             ("probing", "labels"): ("corpus", "conll"),
             ("probing", "representative"): REPRESENTATIVES}
 
@@ -195,6 +213,24 @@ def _check_probing(p: ProbingConfig) -> None:
         raise StudyConfigError("study config: probing.epochs, batch_size and n_random must be >= 1")
 
 
+def _check_clustering(c: ClusteringConfig) -> None:
+    bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
+    if bad:
+        raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
+    try:
+        c.settings()
+    except ValueError as e:
+        raise StudyConfigError(f"study config: {e}") from None
+    for name in ("kmeans_n_init", "dbscan_min_samples", "hdbscan_dims", "max_fit_neurons"):
+        if getattr(c, name) < 1:
+            raise StudyConfigError(f"study config: clustering.{name} must be >= 1")
+    if c.hdbscan_min_cluster_size < 2 or c.null_shuffles < 20:
+        raise StudyConfigError("study config: clustering.hdbscan_min_cluster_size must be >= 2 "
+                               "and clustering.null_shuffles >= 20")
+    if not 0 < c.dbscan_eps <= 2:
+        raise StudyConfigError("study config: clustering.dbscan_eps is a cosine distance in (0, 2]")
+
+
 def _resolve(base: Path, path: str | None) -> str | None:
     return None if path is None else str((base / path).resolve())
 
@@ -211,16 +247,15 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
         raise StudyConfigError(str(e)) from None
     if study.corpus.kind == "text" and not study.corpus.path:
         raise StudyConfigError("study config: corpus.path is required when corpus.kind is 'text'")
-    if study.explanations.source == "table" and not study.explanations.path:
+    if study.explanations.source in ("table", "openai") and not study.explanations.path:
         raise StudyConfigError("study config: explanations.path is required when "
-                               "explanations.source is 'table'")
+                               f"explanations.source is {study.explanations.source!r}")
     if study.needs_model and not study.checkpoints:
         raise StudyConfigError("study config: 'checkpoints' is required unless explanations "
-                               "come from a table (explanations.source: table)")
+                               "come from a table or the OpenAI layout (explanations.source: "
+                               "table or openai)")
     _check_probing(study.probing)
-    bad = [p for p in study.clustering.filter_percentiles if not 0 <= p < 100]
-    if bad:
-        raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
+    _check_clustering(study.clustering)
     return StudyConfig(
         **{**{f.name: getattr(study, f.name) for f in fields(StudyConfig)},
            "checkpoints": _resolve(base_dir, study.checkpoints),

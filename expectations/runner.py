@@ -1,7 +1,7 @@
 """Validate a lake table against its Great Expectations (1.x) suite.
 
 Suites are JSON files ``suites/<table>.json`` ({"name", "expectations": [{"type", "kwargs"}]}).
-A list column is validated through its number of finite values (:func:`summarise_lists`).
+A list column is validated through its number of valid values (:func:`summarise_lists`).
 Callers may add expectations that depend on the inputs (for example a row count equal to the
 number of neurons upstream). Validation runs on an ephemeral GX context with a pandas datasource.
 """
@@ -35,11 +35,15 @@ def suite_definition(table: str) -> dict:
 
 
 def summarise_lists(df: pl.DataFrame) -> pl.DataFrame:
-    """Replace each list column (activations, embeddings) by its number of finite values, so a
-    suite checks lengths and NaN/inf per row without handing pandas millions of Python floats."""
-    return df.with_columns([
-        pl.col(c).list.eval(pl.element().is_finite()).list.sum().alias(c)
-        for c, t in df.schema.items() if isinstance(t, pl.List)])
+    """Replace each numeric list column (activations, embeddings) by its number of finite
+    values, and each text list column (topic words) by its number of non-empty texts, so a suite
+    checks lengths and NaN/inf per row without handing pandas millions of Python objects."""
+    def count(column: str, inner: pl.DataType) -> pl.Expr:
+        valid = pl.element().str.len_chars() > 0 if inner == pl.Utf8 else pl.element().is_finite()
+        return pl.col(column).list.eval(valid).list.sum().alias(column)
+
+    return df.with_columns([count(c, t.inner) for c, t in df.schema.items()
+                            if isinstance(t, pl.List)])
 
 
 def row_count_equals(n: int) -> dict:

@@ -44,13 +44,27 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "explanation_embeddings": {
         "layer": pl.Int64, "neuron": pl.Int64, "embedding": pl.List(pl.Float32),
     },
+    "explanation_rejects": {
+        "path": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "problem": pl.Utf8,
+        "detail": pl.Utf8,
+    },
     "clusterings": {
         "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
         "n_clusters": pl.Int64, "n_layers": pl.Int64, "n_neurons": pl.Int64,
+        "n_noise": pl.Int64, "ami_layer": pl.Float64,
     },
     "explanation_clusters": {
         "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
         "layer": pl.Int64, "neuron": pl.Int64, "cluster_id": pl.Int64,
+    },
+    "explanation_cluster_null_counts": {
+        "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
+        "shuffle": pl.Int64, "layer": pl.Int64, "cluster_id": pl.Int64, "n_neurons": pl.Int64,
+    },
+    "cluster_topics": {
+        "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
+        "cluster_id": pl.Int64, "topic_words": pl.List(pl.Utf8),
+        "representative_explanations": pl.List(pl.Utf8),
     },
     "probe_labels": {
         "sentence_id": pl.Int64, "word_index": pl.Int64, "word": pl.Utf8, "split": pl.Utf8,

@@ -29,20 +29,84 @@ def _save(fig, path: str | Path) -> Path:
 
 def plot_layer_gini(gini: pl.DataFrame, path: str | Path) -> Path:
     """Gini per layer (Fig. 2 of Ben Yaakov et al.): one panel per model/checkpoint and method,
-    one line per filter percentile. `gini` has the columns of the fct_layer_gini mart."""
+    one line per filter percentile, and its permutation null as a dotted line in a band (the
+    2.5-97.5 percentiles of the shuffles). `gini` has the columns of the fct_layer_gini mart."""
     panels = gini.select("model", "checkpoint", "method").unique().sort(["model", "checkpoint", "method"])
     fig, axes = _panels(panels.height, 4)
     for ax, (model, checkpoint, method) in zip(axes[0], panels.iter_rows()):
         sel = gini.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
                           & (pl.col("method") == method))
         for (p,), rows in sel.sort("layer").group_by("filter_percentile", maintain_order=True):
-            ax.plot(rows["layer"], rows["gini"], marker="o", label=f"filter {p}%")
+            line, = ax.plot(rows["layer"], rows["gini"], marker="o", label=f"filter {p}%")
+            if "gini_null" in rows.columns and rows["gini_null"].null_count() < rows.height:
+                ax.fill_between(rows["layer"], rows["gini_null_p025"], rows["gini_null_p975"],
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+                ax.plot(rows["layer"], rows["gini_null"], color=line.get_color(),
+                        linestyle=":", linewidth=1)
         ax.set_title(f"{model} {checkpoint}\n{method}", fontsize=9)
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Gini of neurons over clusters")
+    axes[0][0].set_ylabel("Gini of neurons over clusters\n(dotted, band: permutation null)")
     axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_cluster_variance(variances: pl.DataFrame, summary: pl.DataFrame,
+                          path: str | Path) -> Path:
+    """Box plots of the clusters' layer variance per method (Fig. 3 of Ben Yaakov et al.): one
+    panel per model/checkpoint and filter percentile, the mean (triangle) and the size-weighted
+    WAVG (dot) marked, the uniform-draw variance as a dashed line. Inputs are the
+    fct_cluster_layer_variance and fct_cluster_variance_summary marts."""
+    keys = ["model", "checkpoint", "filter_percentile"]
+    panels = summary.select(keys).unique().sort(keys)
+    fig, axes = _panels(panels.height, 4)
+    for ax, (model, checkpoint, p) in zip(axes[0], panels.iter_rows()):
+        where = ((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
+                 & (pl.col("filter_percentile") == p))
+        rows = summary.filter(where).sort("method")
+        methods = rows["method"].to_list()
+        data = [variances.filter(where & (pl.col("method") == m))["layer_variance"].to_numpy()
+                for m in methods]
+        positions = range(1, len(methods) + 1)
+        ax.boxplot(data, positions=list(positions), showfliers=False)
+        ax.scatter(positions, rows["mean_variance"], marker="^", color="green", label="mean", zorder=3)
+        ax.scatter(positions, rows["wavg_variance"], marker="o", color="red", label="WAVG", zorder=3)
+        ax.axhline(rows["uniform_variance"][0], color="grey", linestyle="--", linewidth=1,
+                   label="uniform")
+        ax.set_xticks(list(positions), methods, fontsize=8)
+        ax.set_title(f"{model} {checkpoint}\nfilter {p}%", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("layer variance of a cluster")
+    if summary.is_empty():
+        axes[0][0].set_title("no clusterings", fontsize=9)
+    else:
+        axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_min_variance_histogram(clusters: pl.DataFrame, path: str | Path,
+                                filter_percentile: int = 0) -> Path:
+    """Layer histogram of each method's minimal-variance cluster at one filter (Figs. 5-6 of
+    Ben Yaakov et al.), one panel per model/checkpoint and method. `clusters` has the columns of
+    the fct_min_variance_clusters mart."""
+    best = clusters.filter((pl.col("variance_rank") == 1)
+                           & (pl.col("filter_percentile") == filter_percentile))
+    panels = best.sort(["model", "checkpoint", "method"])
+    fig, axes = _panels(panels.height, 4)
+    for ax, row in zip(axes[0], panels.iter_rows(named=True)):
+        counts = row["layer_histogram"]
+        ax.bar(range(len(counts)), counts)
+        words = ", ".join((row["topic_words"] or [])[:4])
+        ax.set_title(f"{row['model']} {row['checkpoint']} {row['method']}: cluster "
+                     f"{row['cluster_id']}\nvariance {row['layer_variance']:.1f}, median layer "
+                     f"{row['layer_median']:g}\n{words}", fontsize=8)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("neurons of the cluster")
+    if best.is_empty():
+        axes[0][0].set_title(f"no cluster large enough at filter {filter_percentile}%", fontsize=9)
     return _save(fig, path)
 
 

@@ -12,7 +12,7 @@ from tests.conftest import run_tiny_study as _run
 from tests.conftest import write_study
 
 MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_summary",
-         "fct_cluster_sizes", "dim_neurons", "fct_probe_accuracy", "fct_probe_selectivity",
+         "fct_cluster_sizes", "fct_min_variance_clusters", "dim_neurons", "fct_probe_accuracy", "fct_probe_selectivity",
          "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons"]
 
 
@@ -38,7 +38,8 @@ def test_every_mart_has_rows_for_the_newest_checkpoint(built):
         assert df.height > 0, mart
         assert set(df["checkpoint"]) == {"checkpoint-120"}, mart
     assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64
-    for plot in ("layer_gini.png", "probe_layer_distribution.png"):
+    for plot in ("layer_gini.png", "probe_layer_distribution.png", "cluster_variance.png",
+                 "min_variance_cluster.png"):
         assert (home / "reports" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -146,8 +147,11 @@ def test_explanation_only_study_from_a_table_file(tmp_path):
     assert {k: v for k, v in outcome.checks.items() if k.endswith("_expectations")} == {
                               "explanations_expectations": True,
                               "explanation_embeddings_expectations": True,
+                              "explanation_rejects_expectations": True,
                               "clusterings_expectations": True,
-                              "explanation_clusters_expectations": True}
+                              "explanation_clusters_expectations": True,
+                              "explanation_cluster_null_counts_expectations": True,
+                              "cluster_topics_expectations": True}
 
 
 def test_a_failing_expectation_blocks_downstream_and_keeps_the_warehouse(tmp_path):

@@ -1,11 +1,13 @@
 -- Neurons of each layer in each cluster of each clustering, over ALL clusters 0..n_clusters-1:
--- a cluster that received none of the layer's neurons is a row with n_neurons = 0.
+-- a cluster that received none of the layer's neurons is a row with n_neurons = 0. Noise
+-- neurons (cluster_id -1, kept by DBSCAN / HDBSCAN with noise: keep) belong to no cluster.
 with clusterings as (
     select * from {{ ref('stg_clusterings') }}
 ),
 
 assignments as (
     select * from {{ ref('stg_explanation_clusters') }}
+    where cluster_id >= 0
 ),
 
 layers as (

@@ -1,26 +1,51 @@
 -- Per clustering: mean, median and cluster-size weighted average (WAVG) of the clusters' layer
--- variances, against the variance of a uniform draw over L layers, (L^2 - 1) / 12.
+-- variances, against the variance of a uniform draw over L layers, (L^2 - 1) / 12; and how much
+-- of the layer index the clusters explain: eta squared = 1 - WAVG / total layer variance (the
+-- between-cluster share of the layer variance), with the adjusted mutual information of cluster
+-- and layer computed by the clustering asset.
 with variances as (
     select * from {{ ref('fct_cluster_layer_variance') }}
 ),
 
 clusterings as (
     select * from {{ ref('stg_clusterings') }}
+),
+
+totals as (
+    select model, checkpoint, method, filter_percentile, seed,
+        var_pop(layer) as total_layer_variance
+    from {{ ref('stg_explanation_clusters') }}
+    where cluster_id >= 0
+    group by all
+),
+
+summary as (
+    select
+        clusterings.model,
+        clusterings.checkpoint,
+        clusterings.method,
+        clusterings.filter_percentile,
+        clusterings.seed,
+        clusterings.n_clusters,
+        count(variances.cluster_id) as n_nonempty_clusters,
+        clusterings.n_layers,
+        clusterings.n_neurons,
+        clusterings.n_noise,
+        avg(variances.layer_variance) as mean_variance,
+        median(variances.layer_variance) as median_variance,
+        sum(variances.n_neurons * variances.layer_variance) / sum(variances.n_neurons) as wavg_variance,
+        (clusterings.n_layers * clusterings.n_layers - 1) / 12.0 as uniform_variance,
+        clusterings.ami_layer
+    from clusterings
+    inner join variances using (model, checkpoint, method, filter_percentile, seed)
+    group by all
 )
 
 select
-    clusterings.model,
-    clusterings.checkpoint,
-    clusterings.method,
-    clusterings.filter_percentile,
-    clusterings.seed,
-    clusterings.n_clusters,
-    count(variances.cluster_id) as n_nonempty_clusters,
-    clusterings.n_layers,
-    avg(variances.layer_variance) as mean_variance,
-    median(variances.layer_variance) as median_variance,
-    sum(variances.n_neurons * variances.layer_variance) / sum(variances.n_neurons) as wavg_variance,
-    (clusterings.n_layers * clusterings.n_layers - 1) / 12.0 as uniform_variance
-from clusterings
-inner join variances using (model, checkpoint, method, filter_percentile, seed)
-group by all
+    summary.* exclude (ami_layer),
+    totals.total_layer_variance,
+    case when totals.total_layer_variance > 0
+        then 1 - summary.wavg_variance / totals.total_layer_variance end as eta_squared,
+    summary.ami_layer
+from summary
+inner join totals using (model, checkpoint, method, filter_percentile, seed)

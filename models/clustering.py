@@ -172,13 +172,15 @@ def hdbscan_labels(x: np.ndarray, min_cluster_size: int, dims: int, max_fit: int
     rest labelled by ``approximate_predict``."""
     import hdbscan
 
+    labels = np.full(len(x), NOISE, dtype=np.int64)
+    if len(x) <= min_cluster_size:  # too few neurons for one cluster: all noise
+        return labels
     fit = _fit_sample(len(x), max_fit, seed)
     dims = min(dims, x.shape[1], len(fit))
     pca = PCA(n_components=dims, random_state=seed).fit(x[fit])
     reduced = pca.transform(x).astype(np.float64)
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, prediction_data=True,
                             core_dist_n_jobs=1).fit(reduced[fit])
-    labels = np.full(len(x), NOISE, dtype=np.int64)
     labels[fit] = model.labels_
     rest = np.setdiff1d(np.arange(len(x)), fit)
     if len(rest) and model.labels_.max() >= 0:

@@ -8,13 +8,19 @@ def test_relative_paths_resolve_against_the_study_file(tmp_path):
     study = load_study(tmp_path / "s.yaml")
     assert study.checkpoints == str(tmp_path / "ckpts")
     assert study.corpus.path == str(tmp_path / "txt")
-    assert study.clustering.methods == ["kmeans", "random"]
+    assert study.clustering.methods == ["kmeans", "dbscan", "hdbscan", "random"]
 
 
 @pytest.mark.parametrize("data, message", [
     ({"model": "m", "checkpoints": "c", "colour": 1}, r"unknown key\(s\) \['colour'\] in top level"),
     ({"model": "m", "checkpoints": "c", "clustering": {"k": "ten"}}, "clustering.k must be int"),
     ({"model": "m", "checkpoints": "c", "clustering": {"metods": []}}, r"\['metods'\] in clustering"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"methods": ["optics"]}},
+     r"unknown methods \['optics'\]"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"noise": "drop"}},
+     r"clustering.noise must be one of \['reassign', 'keep'\]"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"null_shuffles": 5}}, "null_shuffles >= 20"),
+    ({"model": "m", "explanations": {"source": "openai"}}, "explanations.path is required"),
     ({"model": "m", "checkpoints": "c", "corpus": {"kind": "poems"}}, "corpus.kind must be one of"),
     ({"model": "m"}, "'checkpoints' is required"),
     ({"model": "../up", "checkpoints": "c"}, "is not a valid name"),

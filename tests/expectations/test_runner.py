@@ -12,10 +12,19 @@ def _written(home, table):
                            else "checkpoint-120")
 
 
+# Tables the tiny study (local explainer) legitimately writes empty: one row as a reader writes it.
+ONE_ROW = {"explanation_rejects": {"path": ["/data/explanations/0/7.jsonl"], "layer": [0],
+                                   "neuron": [7], "problem": ["bad_json"],
+                                   "detail": ["invalid JSON: Expecting value"]}}
+
+
 @pytest.mark.parametrize("table", sorted(lake.SCHEMAS))
 def test_suite_passes_on_the_written_table_and_fails_on_a_duplicated_row(built, table):
     home, _, _ = built
     df = _written(home, table)
+    if table in ONE_ROW:
+        assert df.is_empty()
+        df = lake.conform(pl.DataFrame(ONE_ROW[table]), table)
     assert validate_table(table, df).success
     broken = validate_table(table, pl.concat([df, df.head(1)]))
     assert not broken.success

@@ -171,3 +171,14 @@ def test_every_method_runs_through_cluster_explanations_with_ami_and_noise_colum
     assert abs(ami["random"]) < 0.05
     assert clusterings["n_noise"].to_list() == [0, 0, 0, 0]
     assert assignments.height == 4 * len(truth)
+
+
+def test_density_methods_on_fewer_neurons_than_a_cluster_leave_everything_noise():
+    x, _ = _blobs(2)
+    assert hdbscan_labels(x, min_cluster_size=10, dims=5, max_fit=100, seed=0).tolist() == [-1] * 6
+    settings = ClusteringSettings(["dbscan", "hdbscan"], [0])
+    clusterings, _ = cluster_explanations(
+        pl.DataFrame({"layer": [0, 0, 1, 1, 2, 2], "neuron": [0, 1] * 3, "score": [0.5] * 6}),
+        x, settings)
+    assert clusterings["n_clusters"].to_list() == [0, 0]
+    assert clusterings["n_noise"].to_list() == [6, 6]

@@ -12,9 +12,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import polars as pl  # noqa: E402
 
 
-def _panels(n: int, width: float):
-    """A figure with one row of max(1, n) panels sharing the y axis."""
-    return plt.subplots(1, max(1, n), figsize=(width * max(1, n), 3.2), sharey=True,
+def _panels(n: int, width: float, sharey: bool = True):
+    """A figure with one row of max(1, n) panels, sharing the y axis unless told otherwise."""
+    return plt.subplots(1, max(1, n), figsize=(width * max(1, n), 3.2), sharey=sharey,
                         squeeze=False)
 
 
@@ -32,12 +32,16 @@ def plot_layer_gini(gini: pl.DataFrame, path: str | Path) -> Path:
     one line per filter percentile, and its permutation null as a dotted line in a band (the
     2.5-97.5 percentiles of the shuffles). `gini` has the columns of the fct_layer_gini mart."""
     panels = gini.select("model", "checkpoint", "method").unique().sort(["model", "checkpoint", "method"])
+    percentiles = sorted(gini["filter_percentile"].unique().to_list())
+    colours = {p: f"C{i}" for i, p in enumerate(percentiles)}  # the same colour in every panel
     fig, axes = _panels(panels.height, 4)
     for ax, (model, checkpoint, method) in zip(axes[0], panels.iter_rows()):
         sel = gini.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
                           & (pl.col("method") == method))
-        for (p,), rows in sel.sort("layer").group_by("filter_percentile", maintain_order=True):
-            line, = ax.plot(rows["layer"], rows["gini"], marker="o", label=f"filter {p}%")
+        for (p,), rows in sel.sort(["filter_percentile", "layer"]).group_by(
+                "filter_percentile", maintain_order=True):
+            line, = ax.plot(rows["layer"], rows["gini"], marker="o", label=f"filter {p}%",
+                            color=colours[p])
             if "gini_null" in rows.columns and rows["gini_null"].null_count() < rows.height:
                 ax.fill_between(rows["layer"], rows["gini_null_p025"], rows["gini_null_p975"],
                                 color=line.get_color(), alpha=0.15, linewidth=0)
@@ -93,7 +97,7 @@ def plot_min_variance_histogram(clusters: pl.DataFrame, path: str | Path,
     best = clusters.filter((pl.col("variance_rank") == 1)
                            & (pl.col("filter_percentile") == filter_percentile))
     panels = best.sort(["model", "checkpoint", "method"])
-    fig, axes = _panels(panels.height, 4)
+    fig, axes = _panels(panels.height, 4, sharey=False)  # cluster sizes differ by 1000x
     for ax, row in zip(axes[0], panels.iter_rows(named=True)):
         counts = row["layer_histogram"]
         ax.bar(range(len(counts)), counts)

@@ -18,6 +18,15 @@ EXAMPLE_QUERIES = [
      "select method, filter_percentile, n_clusters, round(mean_variance, 3) as mean_var, "
      "round(wavg_variance, 3) as wavg_var, uniform_variance from fct_cluster_variance_summary "
      "order by method, filter_percentile"),
+    ("Gini against the permutation null, per method and filter",
+     "select method, filter_percentile, round(avg(gini), 3) as gini, "
+     "round(avg(gini_null), 3) as gini_null, round(avg(gini_excess), 3) as excess, "
+     "count(*) filter (where gini_excess_low > 0) as layers_above_null "
+     "from fct_layer_gini group by all order by all"),
+    ("The lowest-variance cluster of each method, with its topic",
+     "select method, cluster_id, n_neurons, round(layer_variance, 2) as variance, layer_median, "
+     "topic_words[1:4] as topic from fct_min_variance_clusters "
+     "where filter_percentile = 0 and variance_rank = 1 order by method"),
     ("Best-explained neurons",
      "select layer, neuron, round(score, 3) as score, explanation from dim_neurons "
      "where score is not null order by score desc limit 5"),

@@ -26,9 +26,6 @@ import polars as pl
 
 from extract.lake import SCHEMAS
 
-PROBLEMS = ("bad_json", "missing_field", "wrong_type", "neuron_id_mismatch", "layer_out_of_range",
-            "duplicate", "unexpected_path", "missing", "null_score")
-
 
 class RecordError(ValueError):
     """One explanation file is not a valid NeuronSimulationResults record."""

@@ -18,7 +18,7 @@ from dagster_project.partitions import checkpoints_partitions, parse_partition_k
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
-from extract.activations import (SITE_MLP, extract_mlp_aggregates, load_bridge,
+from extract.activations import (SITE_MLP, extract_aggregates, load_bridge,
                                  stream_mlp_activations, token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences, synthetic_corpus, text_corpus
@@ -99,8 +99,10 @@ def corpus(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Materializ
     specs=[
         dg.AssetSpec(_key("neuron_moments"), deps=[_key("corpus")], group_name="extraction",
                      kinds={"python", "parquet"},
-                     description="Per MLP neuron: n_tokens, mean, std (population), max and "
-                                 "fraction > 0 of its post-activation over the train split."),
+                     description="Per neuron of each extracted site (mlp: MLP post-activation; "
+                                 "resid: a layer's output hidden state, layer 0 = embedding "
+                                 "output): n_tokens, mean, std (population), max and fraction > 0 "
+                                 "of its activation over the train split."),
         dg.AssetSpec(_key("neuron_token_means"), deps=[_key("corpus")], group_name="extraction",
                      kinds={"python", "parquet"},
                      description="Mean activation of each neuron on each token type seen at "
@@ -113,22 +115,23 @@ def corpus(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Materializ
     can_subset=False,
 )
 def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
-    """Stream the train split through the checkpoint with hooks on blocks.{l}.mlp.hook_post."""
+    """Stream the train split through the checkpoint once, with hooks on the configured sites."""
     study = _study_for(context, nwh)
     model, checkpoint = _partition(context)
     bridge = load_bridge(checkpoint_folder(study, checkpoint),
                          study.extraction.trust_pickle_checkpoints)
     train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
     cfg = study.extraction
-    result = extract_mlp_aggregates(bridge, train, cfg.batch_size, cfg.min_token_count, cfg.top_k,
-                                    progress=_progress(context, "extraction"))
+    result = extract_aggregates(bridge, train, cfg.sites, cfg.batch_size, cfg.min_token_count,
+                                cfg.top_k, progress=_progress(context, "extraction"))
+    shapes = ", ".join(f"{site}: {n} layers x {d}" for site, (n, d) in result.shapes.items())
     for table, df in (("neuron_moments", result.moments),
                       ("neuron_token_means", result.token_means),
                       ("neuron_top_contexts", result.top_contexts)):
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
-            "path": str(path), "dagster/row_count": len(df), "n_layers": result.n_layers,
-            "d_mlp": result.d_mlp, "preview": _preview(df)})
+            "path": str(path), "dagster/row_count": len(df), "sites": shapes,
+            "preview": _preview(df)})
 
 
 @dg.multi_asset(
@@ -168,7 +171,8 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
             raise dg.Failure(f"no valid explanation file in {cfg.path!r}: "
                              f"{_problem_counts(rejects)}")
     else:
-        token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint)
+        token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint).filter(
+            pl.col("site") == SITE_MLP)
         df = explain_neurons(token_means, max_tokens=cfg.max_tokens)
         bridge = load_bridge(checkpoint_folder(study, checkpoint),
                              study.extraction.trust_pickle_checkpoints)
@@ -411,7 +415,7 @@ def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
         n_features = feats["activations"].list.len().max()
         matrix = torch.from_numpy(feats["activations"].list.to_array(n_features).to_numpy())
         d_mlp = int(lake.read_table(nwh.lake, "neuron_moments", model, checkpoint)
-                    .filter(pl.col("layer") == 0).height)
+                    .filter((pl.col("site") == SITE_MLP) & (pl.col("layer") == 0)).height)
         frames = run_lca(labels, feats.select("sentence_id", "word_index"), matrix, d_mlp,
                          study.probing.lca_settings(), log=context.log.info)
     for table in _PROBE_OUTPUTS:

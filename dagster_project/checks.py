@@ -18,8 +18,8 @@ def _expected_rows(nwh: NwhResource, table: str, model: str, checkpoint: str) ->
     study = nwh.study()
     if table.startswith("probe_"):
         return _expected_probe_rows(nwh, table, model, checkpoint)
-    if table == "explanations" and study.needs_model:
-        return [row_count_equals(rows("neuron_moments").height)]
+    if table == "explanations" and study.needs_model:  # one per MLP neuron
+        return [row_count_equals(rows("neuron_moments").filter(pl.col("site") == "mlp").height)]
     if table == "explanation_embeddings":
         return [row_count_equals(rows("explanations").height)]
     if table == "explanation_clusters":
@@ -46,7 +46,8 @@ def _expected_probe_rows(nwh: NwhResource, table: str, model: str,
     labels = lake.read_table(nwh.lake, "probe_labels", model)
     n_tasks = labels["task"].n_unique()
     if table == "probe_features":
-        n_features = lake.read_table(nwh.lake, "neuron_moments", model, checkpoint).height
+        n_features = lake.read_table(nwh.lake, "neuron_moments", model, checkpoint).filter(
+            pl.col("site") == "mlp").height
         return [row_count_equals(labels.unique(["sentence_id", "word_index"]).height),
                 {"type": "expect_column_values_to_be_between",  # every activation finite
                  "kwargs": {"column": "activations", "min_value": n_features,

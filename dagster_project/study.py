@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from extract.activations import SITE_MLP, SITES
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from extract.lake import LakeError, safe_name
 from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
@@ -44,6 +45,7 @@ class ExplanationsConfig:
 
 @dataclass(frozen=True)
 class ExtractionConfig:
+    sites: list[str] = field(default_factory=lambda: ["mlp", "resid"])  # neuron sites to extract
     batch_size: int = 32
     min_token_count: int = 5
     top_k: int = 10
@@ -213,6 +215,16 @@ def _check_probing(p: ProbingConfig) -> None:
         raise StudyConfigError("study config: probing.epochs, batch_size and n_random must be >= 1")
 
 
+def _check_extraction(e: ExtractionConfig) -> None:
+    if SITE_MLP not in e.sites or not set(e.sites) <= set(SITES) or len(set(e.sites)) != len(e.sites):
+        raise StudyConfigError(f"study config: extraction.sites must be distinct names from "
+                               f"{list(SITES)} and include 'mlp' (explanations and probes use it), "
+                               f"got {e.sites}")
+    if e.batch_size < 1 or e.min_token_count < 1 or e.top_k < 1:
+        raise StudyConfigError("study config: extraction.batch_size, min_token_count and top_k "
+                               "must be >= 1")
+
+
 def _check_clustering(c: ClusteringConfig) -> None:
     bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
     if bad:
@@ -255,6 +267,7 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
                                "come from a table or the OpenAI layout (explanations.source: "
                                "table or openai)")
     _check_probing(study.probing)
+    _check_extraction(study.extraction)
     _check_clustering(study.clustering)
     return StudyConfig(
         **{**{f.name: getattr(study, f.name) for f in fields(StudyConfig)},

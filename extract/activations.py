@@ -1,9 +1,15 @@
-"""Streaming activation extraction: load a checkpoint offline, hook MLP post-activations, aggregate.
+"""Streaming activation extraction: load a checkpoint offline, hook neuron sites, aggregate.
+
+Two neuron sites (DESIGN.md keys): ``mlp``, the MLP post-activations ``blocks.{l}.mlp.hook_post``
+(layers 0..L-1), and ``resid``, each layer's output hidden state including the embedding output,
+as Zhang et al. use for BERT (layer 0 = ``blocks.0.hook_resid_pre``, layer l = the output of
+block l-1, ``blocks.{l-1}.hook_resid_post``; 13 x 768 for BERT-base).
 
 Activations are never held for the whole corpus. Each batch of sentences is run through the
-model with hooks on ``blocks.{l}.mlp.hook_post`` only; the batch's activations (real tokens only:
-no padding, no special tokens) are folded into :class:`ActivationAggregates` and dropped.
-Memory is bounded by the model size, the batch, the vocabulary and top-k, not by corpus length.
+model with hooks on the chosen sites only; the batch's activations (real tokens only: no padding,
+no special tokens) are folded into :class:`ActivationAggregates` and dropped. Memory is bounded
+by the model size, the batch, the vocabulary and top-k, not by corpus length. Causal (GPT-2) and
+masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of attention.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import torch
 from extract.checkpoints import CheckpointError, check_loadable
 
 SITE_MLP = "mlp"
+SITE_RESID = "resid"
+SITES = (SITE_MLP, SITE_RESID)
 
 
 def load_bridge(path: str | Path, trust_pickle: bool = False):
@@ -35,10 +43,12 @@ def load_bridge(path: str | Path, trust_pickle: bool = False):
     folder, uses_pickle = check_loadable(path, trust_pickle)
     hf_model = None
     if uses_pickle:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
-        hf_model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=False,
-                                                        trust_remote_code=False)
+        architectures = AutoConfig.from_pretrained(folder).architectures or []
+        auto = (AutoModelForMaskedLM if any(a.endswith("ForMaskedLM") for a in architectures)
+                else AutoModelForCausalLM)
+        hf_model = auto.from_pretrained(folder, use_safetensors=False, trust_remote_code=False)
     try:
         bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device="cpu",
                                                      trust_remote_code=False, hf_model=hf_model)
@@ -52,15 +62,53 @@ def load_bridge(path: str | Path, trust_pickle: bool = False):
     return bridge
 
 
-def mlp_hook_names(n_layers: int) -> list[str]:
-    return [f"blocks.{layer}.mlp.hook_post" for layer in range(n_layers)]
+def is_masked_lm(bridge) -> bool:
+    """Whether the loaded checkpoint is a masked language model (e.g. ``BertForMaskedLM``)."""
+    return str(getattr(bridge.cfg, "architecture", "") or "").endswith("ForMaskedLM")
+
+
+def site_hook_names(site: str, n_layers: int) -> list[str]:
+    """The hook of each layer of a neuron site, in layer order (see the module docstring)."""
+    if site == SITE_MLP:
+        return [f"blocks.{layer}.mlp.hook_post" for layer in range(n_layers)]
+    if site == SITE_RESID:
+        return ["blocks.0.hook_resid_pre",
+                *(f"blocks.{layer}.hook_resid_post" for layer in range(n_layers))]
+    raise ValueError(f"unknown neuron site {site!r}; choose from {list(SITES)}")
+
+
+def site_shape(bridge, site: str) -> tuple[int, int]:
+    """(layers, neurons per layer) of a site: L x d_mlp for mlp, (L + 1) x d_model for resid."""
+    n_layers = len(site_hook_names(site, bridge.cfg.n_layers))
+    return n_layers, bridge.cfg.d_mlp if site == SITE_MLP else bridge.cfg.d_model
+
+
+def frame_ids(tokenizer) -> tuple[int | None, int | None]:
+    """The tokens that open and close a sequence: BOS / EOS (GPT-2), else CLS / SEP (BERT)."""
+    first = tokenizer.bos_token_id
+    last = tokenizer.eos_token_id
+    if first is None and last is None:
+        first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return first, last
 
 
 def encode(tokenizer, text: str) -> list[int]:
-    """Token ids of `text` framed as <bos> text <eos> when the tokenizer has those tokens."""
+    """Token ids of `text` framed as <bos> text <eos> (or [CLS] text [SEP]) when the tokenizer
+    has those tokens."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    return ([bos] if bos is not None else []) + ids + ([eos] if eos is not None else [])
+    first, last = frame_ids(tokenizer)
+    return ([first] if first is not None else []) + ids + ([last] if last is not None else [])
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad `seqs` into (ids, real) tensors; `real` is True on the sequences' own tokens."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    real = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        real[i, : len(s)] = True
+    return ids, real
 
 
 @dataclass
@@ -82,47 +130,53 @@ def _capture_into(store: list, layer: int, keep: torch.Tensor):
     return capture
 
 
+def stream_activations(
+    bridge,
+    sentences: Sequence[tuple[int, str]],
+    sites: Sequence[str] = (SITE_MLP,),
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[dict[str, ActivationBatch]]:
+    """Yield, batch by batch, each site's activations of `sentences` ((sentence_id, text) pairs).
+
+    All sites come from one forward pass. Sequences are right-padded and the padding is masked
+    out of attention (needed for bidirectional models), then excluded from the output, as are
+    special tokens (BOS/EOS, CLS/SEP).
+    """
+    tok = bridge.tokenizer
+    names = {site: site_hook_names(site, bridge.cfg.n_layers) for site in sites}
+    special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    n_ctx = bridge.cfg.n_ctx
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start: start + batch_size]
+        ids, real = pad_sequences([encode(tok, text)[:n_ctx] for _, text in chunk], pad)
+        keep = real & ~torch.isin(ids, special)
+        captured = {site: [None] * len(hooks) for site, hooks in names.items()}
+        hooks = [(name, _capture_into(captured[site], layer, keep))
+                 for site, site_names in names.items() for layer, name in enumerate(site_names)]
+        with torch.no_grad():
+            bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=real.long())
+        sid = torch.tensor([s for s, _ in chunk], dtype=torch.long)
+        token_ids = ids[keep]
+        sentence_ids = sid[:, None].expand_as(ids)[keep]
+        positions = torch.arange(ids.shape[1])[None, :].expand_as(ids)[keep]
+        yield {site: ActivationBatch(torch.cat(acts, dim=-1).float(), token_ids, sentence_ids,
+                                     positions)
+               for site, acts in captured.items()}
+        if progress:
+            progress(min(start + batch_size, len(sentences)), len(sentences))
+
+
 def stream_mlp_activations(
     bridge,
     sentences: Sequence[tuple[int, str]],
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ActivationBatch]:
-    """Yield the MLP post-activations of `sentences` ((sentence_id, text) pairs) batch by batch.
-
-    Sequences are right-padded; with causal attention no real token attends to the padding, so
-    the padding only has to be excluded from the output, as do special tokens (BOS, EOS).
-    """
-    tok = bridge.tokenizer
-    n_layers = bridge.cfg.n_layers
-    names = mlp_hook_names(n_layers)
-    special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    n_ctx = bridge.cfg.n_ctx
-    for start in range(0, len(sentences), batch_size):
-        chunk = sentences[start: start + batch_size]
-        seqs = [encode(tok, text)[:n_ctx] for _, text in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        real = torch.zeros((len(seqs), width), dtype=torch.bool)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            real[i, : len(s)] = True
-        keep = real & ~torch.isin(ids, special)
-        captured: list[torch.Tensor | None] = [None] * n_layers
-        hooks = [(name, _capture_into(captured, layer, keep)) for layer, name in enumerate(names)]
-        with torch.no_grad():
-            bridge.run_with_hooks(ids, fwd_hooks=hooks)
-        acts = torch.cat(captured, dim=-1).float()
-        sid = torch.tensor([s for s, _ in chunk], dtype=torch.long)
-        yield ActivationBatch(
-            acts=acts,
-            token_ids=ids[keep],
-            sentence_ids=sid[:, None].expand_as(ids)[keep],
-            positions=torch.arange(width)[None, :].expand_as(ids)[keep],
-        )
-        if progress:
-            progress(min(start + batch_size, len(sentences)), len(sentences))
+    """The MLP site of :func:`stream_activations`."""
+    for batch in stream_activations(bridge, sentences, (SITE_MLP,), batch_size, progress):
+        yield batch[SITE_MLP]
 
 
 class ActivationAggregates:
@@ -177,20 +231,20 @@ class ActivationAggregates:
         self.top_sentence = sents.gather(0, idx)
         self.top_position = poss.gather(0, idx)
 
-    def moments_frame(self, n_layers: int) -> pl.DataFrame:
+    def moments_frame(self, n_layers: int, site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_moments``: site, layer, neuron, n_tokens, mean, std, max, frac_positive."""
         if self.n == 0:
             raise ValueError("no activations were aggregated: the corpus yielded no real tokens")
         d = self.mean.shape[0] // n_layers
         j = np.arange(self.mean.shape[0])
         return pl.DataFrame({
-            "site": SITE_MLP, "layer": j // d, "neuron": j % d, "n_tokens": self.n,
+            "site": site, "layer": j // d, "neuron": j % d, "n_tokens": self.n,
             "mean": self.mean.numpy(), "std": (self.m2 / self.n).sqrt().numpy(),
             "max": self.max.numpy(), "frac_positive": (self.n_positive / self.n).numpy(),
         })
 
     def token_means_frame(self, n_layers: int, token_strings: Sequence[str],
-                          min_count: int) -> pl.DataFrame:
+                          min_count: int, site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times."""
         types = torch.nonzero(self.token_count >= min_count).flatten()
         means = self.token_sum[types] / self.token_count[types, None]  # (T, N)
@@ -199,13 +253,13 @@ class ActivationAggregates:
         j = np.tile(np.arange(n_neurons), n_types)
         t = np.repeat(types.numpy(), n_neurons)
         return pl.DataFrame({
-            "site": SITE_MLP, "layer": j // d, "neuron": j % d, "token_id": t,
+            "site": site, "layer": j // d, "neuron": j % d, "token_id": t,
             "token": np.asarray(token_strings, dtype=object)[t],
             "token_count": self.token_count.numpy()[t], "mean_activation": means.flatten().numpy(),
         })
 
-    def top_contexts_frame(self, n_layers: int, context_of: Callable[[int, int], tuple[str, str]]
-                           ) -> pl.DataFrame:
+    def top_contexts_frame(self, n_layers: int, context_of: Callable[[int, int], tuple[str, str]],
+                           site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_top_contexts``; `context_of(sentence_id, position)` gives (token, context)."""
         k, n_neurons = self.top_values.shape
         d = n_neurons // n_layers
@@ -214,7 +268,7 @@ class ActivationAggregates:
         pairs = [context_of(int(s), int(p)) for s, p in zip(sents, poss)]
         j = np.tile(np.arange(n_neurons), k)
         return pl.DataFrame({
-            "site": SITE_MLP, "layer": j // d, "neuron": j % d,
+            "site": site, "layer": j // d, "neuron": j % d,
             "rank": np.repeat(np.arange(1, k + 1), n_neurons),
             "activation": self.top_values.flatten().double().numpy(),
             "sentence_id": sents, "position": poss,
@@ -247,35 +301,42 @@ def context_lookup(tokenizer, sentences: Iterable[tuple[int, str]], wanted: set[
 
 @dataclass
 class ExtractionResult:
+    """The three aggregate tables of all extracted sites, and each site's (layers, width)."""
+
     moments: pl.DataFrame
     token_means: pl.DataFrame
     top_contexts: pl.DataFrame
-    n_layers: int
-    d_mlp: int
+    shapes: dict[str, tuple[int, int]]
 
 
-def extract_mlp_aggregates(
+def extract_aggregates(
     bridge,
     sentences: Sequence[tuple[int, str]],
+    sites: Sequence[str] = (SITE_MLP,),
     batch_size: int = 32,
     min_token_count: int = 5,
     top_k: int = 10,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionResult:
-    """Stream `sentences` through `bridge` and return the three aggregate tables of the MLP site."""
+    """Stream `sentences` through `bridge` once and return the aggregate tables of `sites`."""
     if not sentences:
         raise ValueError("corpus is empty: no sentences to extract activations from")
-    n_layers, d_mlp = bridge.cfg.n_layers, bridge.cfg.d_mlp
+    if not sites or len(set(sites)) != len(sites):
+        raise ValueError(f"extraction sites must be distinct names from {list(SITES)}, got {sites}")
     vocab = bridge.cfg.d_vocab
-    agg = ActivationAggregates(n_layers * d_mlp, vocab, top_k)
-    for batch in stream_mlp_activations(bridge, sentences, batch_size, progress):
-        agg.update(batch)
+    shapes = {site: site_shape(bridge, site) for site in sites}
+    aggs = {site: ActivationAggregates(n * d, vocab, top_k) for site, (n, d) in shapes.items()}
+    for batches in stream_activations(bridge, sentences, sites, batch_size, progress):
+        for site, batch in batches.items():
+            aggs[site].update(batch)
     strings = token_strings(bridge.tokenizer, vocab)
-    wanted = set(agg.top_sentence.flatten().tolist())
+    wanted = set().union(*(agg.top_sentence.flatten().tolist() for agg in aggs.values()))
     context_of = context_lookup(bridge.tokenizer, sentences, wanted, strings)
-    return ExtractionResult(
-        moments=agg.moments_frame(n_layers),
-        token_means=agg.token_means_frame(n_layers, strings, min_token_count),
-        top_contexts=agg.top_contexts_frame(n_layers, context_of),
-        n_layers=n_layers, d_mlp=d_mlp,
-    )
+    frames = {name: [] for name in ("moments", "token_means", "top_contexts")}
+    for site, agg in aggs.items():
+        n_layers = shapes[site][0]
+        frames["moments"].append(agg.moments_frame(n_layers, site))
+        frames["token_means"].append(agg.token_means_frame(n_layers, strings, min_token_count, site))
+        frames["top_contexts"].append(agg.top_contexts_frame(n_layers, context_of, site))
+    return ExtractionResult(**{name: pl.concat(dfs) for name, dfs in frames.items()},
+                            shapes=shapes)

@@ -21,13 +21,13 @@ RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
 
 EXTRACT = """
 import resource, sys, time
-from extract.activations import extract_mlp_aggregates, load_bridge
+from extract.activations import extract_aggregates, load_bridge
 from extract.checkpoints import find_checkpoints
 from extract.corpus import sentences, synthetic_corpus
 bridge = load_bridge(find_checkpoints(sys.argv[1])[-1][1])
 corpus = sentences(synthetic_corpus(int(sys.argv[2]), seed=1), "train")
 start = time.perf_counter()
-result = extract_mlp_aggregates(bridge, corpus, batch_size=32)
+result = extract_aggregates(bridge, corpus, batch_size=32)
 elapsed = time.perf_counter() - start
 n_tokens = int(result.moments["n_tokens"][0])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_tokens / elapsed)

@@ -4,7 +4,7 @@ import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from extract.activations import (ActivationAggregates, ActivationBatch, encode,
-                                 extract_mlp_aggregates, load_bridge)
+                                 extract_aggregates, load_bridge)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences
 
@@ -58,7 +58,7 @@ def test_bridge_activations_match_huggingface_mlp_outputs(tiny_checkpoints, tiny
     name, folder = find_checkpoints(tiny_checkpoints)[-1]
     assert name == "checkpoint-120"
     sents = sentences(tiny_corpus, "train")[:40]
-    result = extract_mlp_aggregates(load_bridge(folder), sents, batch_size=16, min_token_count=1)
+    result = extract_aggregates(load_bridge(folder), sents, batch_size=16, min_token_count=1)
 
     model = GPT2LMHeadModel.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)

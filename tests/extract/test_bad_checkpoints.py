@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from extract.activations import extract_mlp_aggregates, load_bridge
+from extract.activations import extract_aggregates, load_bridge
 from extract.checkpoints import CheckpointError
 from extract.corpus import sentences
 from models.demo_lm import train_tokenizer
@@ -31,14 +31,14 @@ def test_truncated_or_corrupt_safetensors(copy, damage):
 
 
 def test_pickle_weights_refused_unless_trusted_then_loaded_safely(copy, tiny_corpus):
-    reference = extract_mlp_aggregates(load_bridge(copy), sentences(tiny_corpus, "train")[:20])
+    reference = extract_aggregates(load_bridge(copy), sentences(tiny_corpus, "train")[:20])
     state = load_file(copy / "model.safetensors")
     torch.save(state, copy / "pytorch_model.bin")
     (copy / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="pickle weights") as err:
         load_bridge(copy)
     assert "trust_pickle_checkpoints" in str(err.value)
-    trusted = extract_mlp_aggregates(load_bridge(copy, trust_pickle=True),
+    trusted = extract_aggregates(load_bridge(copy, trust_pickle=True),
                                      sentences(tiny_corpus, "train")[:20])
     assert trusted.moments["mean"].to_list() == pytest.approx(reference.moments["mean"].to_list(),
                                                               abs=1e-6)

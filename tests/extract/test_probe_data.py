@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from extract.activations import load_bridge, mlp_hook_names
+from extract.activations import SITE_MLP, load_bridge, site_hook_names
 from extract.probe_data import (ProbeDataError, labelled_words, read_conll, split_sentences,
                                 word_features, word_token_positions)
 
@@ -100,7 +100,7 @@ def test_word_features_equal_the_cached_activations(tiny_checkpoints):
     sentence = ["Alice", "drank", "espresso", "in", "Reykjavik", "."]
     words = pl.DataFrame({"sentence_id": [3] * 6, "word_index": list(range(6)), "word": sentence})
     positions = word_token_positions(bridge.tokenizer, sentence, "s")
-    names = mlp_hook_names(bridge.cfg.n_layers)
+    names = site_hook_names(SITE_MLP, bridge.cfg.n_layers)
     ids = torch.tensor([[bridge.tokenizer.bos_token_id,
                          *bridge.tokenizer(" ".join(sentence), add_special_tokens=False)["input_ids"],
                          bridge.tokenizer.eos_token_id]])

@@ -1,4 +1,4 @@
--- One row per MLP neuron of each model checkpoint: its activation moments and its explanation.
+-- One row per neuron (MLP and residual sites) of each model checkpoint: its activation moments and, for MLP neurons, its explanation.
 select
     moments.model,
     moments.checkpoint,

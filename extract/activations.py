@@ -84,12 +84,12 @@ def site_shape(bridge, site: str) -> tuple[int, int]:
 
 
 def frame_ids(tokenizer) -> tuple[int | None, int | None]:
-    """The tokens that open and close a sequence: BOS / EOS (GPT-2), else CLS / SEP (BERT)."""
-    first = tokenizer.bos_token_id
-    last = tokenizer.eos_token_id
-    if first is None and last is None:
-        first, last = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return first, last
+    """The tokens that open and close a sequence: CLS / SEP when the tokenizer has them (BERT;
+    TransformerLens gives such a tokenizer a stand-in BOS that the model never saw), else BOS /
+    EOS (GPT-2)."""
+    if tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None:
+        return tokenizer.cls_token_id, tokenizer.sep_token_id
+    return tokenizer.bos_token_id, tokenizer.eos_token_id
 
 
 def encode(tokenizer, text: str) -> list[int]:

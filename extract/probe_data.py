@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from extract.activations import encode, stream_mlp_activations
+from extract.activations import encode, frame_ids, stream_mlp_activations
 
 REPRESENTATIVES = ("last", "first", "mean")
 SYNTHETIC_TASKS = ("pos", "semantic_class", "suffix", "position")
@@ -118,7 +118,7 @@ def word_token_positions(tokenizer, words: Sequence[str], sentence: str) -> list
         char_word[start: start + len(w)] = i
         start += len(w) + 1
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    shift = 1 if tokenizer.bos_token_id is not None else 0
+    shift = 1 if frame_ids(tokenizer)[0] is not None else 0
     if enc["input_ids"] != encode(tokenizer, text)[shift: shift + len(enc["input_ids"])]:
         raise ProbeDataError(f"{sentence}: tokenizing with offsets gave other tokens than "
                              "the model's encoding")

@@ -53,6 +53,41 @@ def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
     return path
 
 
+def save_tiny_bert(out: Path, words, seed: int = 0) -> Path:
+    """A random 2-layer BertForMaskedLM (d_model 32, d_mlp 64) with a WordPiece tokenizer whose
+    vocabulary is the lower-cased `words`, saved as a checkpoint folder."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = specials + sorted({w.lower() for w in words})
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.decoder = decoders.WordPiece()
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64,
+                                       max_position_embeddings=64))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, tiny_corpus) -> Path:
+    """A folder holding checkpoint-1 of a random tiny BERT over the synthetic corpus's words."""
+    root = tmp_path_factory.mktemp("bert")
+    save_tiny_bert(root / "checkpoint-1", tiny_corpus["word"].unique().to_list())
+    return root
+
+
 @pytest.fixture
 def tiny_study_file(tmp_path, tiny_checkpoints) -> Path:
     return write_study(tmp_path, tiny_checkpoints)

@@ -1,0 +1,251 @@
+"""Activation-based neuron clusters (Zhang, Gu, Yao: *Semantically Interpretable Neuron Clusters
+in BERT*, Sec. 5).
+
+A neuron is represented by its mean activation on each token type (Eq. 1, the lake's
+``neuron_token_means``), over the token types seen at least ``min_token_count`` times (the
+frequency filter; special tokens were dropped at extraction). Variants (Sec. 5.2):
+
+* ``filter``: the filtered token-mean vector itself;
+* ``tfidf``: TF-IDF with neurons as documents and token types as terms (:func:`tfidf`);
+* ``smoothed``: semantic smoothing, Eq. 2 (:func:`smooth`), with the model's own input embedding
+  matrix as the token similarity (the paper used fastText, which is not available here).
+
+Vectors are normalised to unit length, clustered by agglomerative clustering with complete
+linkage on 1 - cosine similarity (Sec. 5.3), and optionally refined (:func:`refine`). Each
+clustering is paired with a ``random`` clustering of the same cluster sizes, the baseline of the
+concept-purity and distance marts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.sparse import csr_matrix
+from scipy.spatial.distance import pdist
+
+REPRESENTATIONS = ("filter", "tfidf", "smoothed")
+AGGLOMERATIVE, RANDOM = "agglomerative", "random"
+
+
+@dataclass(frozen=True)
+class ActivationClusterSettings:
+    """Defaults are the paper's: K = 50 and 200, lambda = 0.5 over 5 neighbours, refinement
+    threshold 0.6."""
+
+    representations: tuple[str, ...] = REPRESENTATIONS
+    ks: tuple[int, ...] = (50, 200)
+    refine: bool = True  # also cluster the refined variant of every clustering
+    min_token_count: int = 5
+    smoothing_lambda: float = 0.5
+    smoothing_neighbours: int = 5
+    refine_threshold: float = 0.6
+    top_tokens: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = sorted(set(self.representations) - set(REPRESENTATIONS))
+        if unknown or not self.representations:
+            raise ValueError(f"activation_clusters.representations {unknown or '[]'}: choose "
+                             f"from {list(REPRESENTATIONS)}")
+        if not self.ks or any(k < 2 for k in self.ks) or len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"activation_clusters.ks must be distinct integers >= 2, got {self.ks}")
+        if self.smoothing_neighbours < 1 or self.top_tokens < 1 or self.min_token_count < 1:
+            raise ValueError("activation_clusters.smoothing_neighbours, top_tokens and "
+                             "min_token_count must be >= 1")
+        if self.refine_threshold <= 0 or self.smoothing_lambda < 0:
+            raise ValueError("activation_clusters.refine_threshold must be > 0 and "
+                             "smoothing_lambda >= 0")
+
+
+@dataclass
+class TokenMatrix:
+    """R[n, v]: mean activation of neuron n (rows of `neurons`) on token type v (rows of `tokens`)."""
+
+    values: np.ndarray  # (N, V) float64
+    neurons: pl.DataFrame  # layer, neuron
+    tokens: pl.DataFrame  # token_id, token
+
+
+def token_matrix(token_means: pl.DataFrame, min_token_count: int) -> TokenMatrix:
+    """Pivot one site's ``neuron_token_means`` into R (Eq. 1), keeping token types seen at least
+    `min_token_count` times (the frequency filter)."""
+    kept = token_means.filter(pl.col("token_count") >= min_token_count)
+    if kept.is_empty():
+        raise ValueError(f"no token type occurs at least {min_token_count} times; lower "
+                         "activation_clusters.min_token_count or use a larger corpus")
+    neurons = kept.select("layer", "neuron").unique().sort("layer", "neuron")
+    tokens = kept.select("token_id", "token").unique("token_id").sort("token_id")
+    wide = (kept.pivot(on="token_id", index=["layer", "neuron"], values="mean_activation")
+                .sort("layer", "neuron"))
+    values = wide.select([str(t) for t in tokens["token_id"]]).to_numpy().astype(np.float64)
+    if np.isnan(values).any():
+        raise ValueError("neuron_token_means is not complete: some (neuron, token) pairs are missing")
+    return TokenMatrix(values, neurons, tokens)
+
+
+def tfidf(values: np.ndarray) -> np.ndarray:
+    """TF-IDF with neurons as documents (Zhang et al. Sec. 5.2).
+
+    The paper does not say how negative activations enter; here the term frequency is the
+    positive part, tf = max(R, 0), the document frequency of token v is the number of neurons
+    with R[:, v] > 0, and idf = ln((1 + N) / (1 + df)) + 1 (scikit-learn's smoothed idf), so the
+    result equals ``TfidfTransformer(norm=None).fit_transform(max(R, 0))``.
+    """
+    tf = np.maximum(values, 0.0)
+    df = (tf > 0).sum(axis=0)
+    idf = np.log((1 + tf.shape[0]) / (1 + df)) + 1
+    return tf * idf
+
+
+def nearest_tokens(embeddings: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each row (token), the indices and cosine similarities of its `n_neighbours` most
+    similar other rows."""
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    unit = embeddings / np.where(norms > 0, norms, 1.0)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    n = min(n_neighbours, sim.shape[0] - 1)
+    idx = np.argsort(-sim, axis=1, kind="stable")[:, :n]
+    return idx, np.take_along_axis(sim, idx, axis=1)
+
+
+def smooth(values: np.ndarray, embeddings: np.ndarray, lam: float = 0.5,
+           n_neighbours: int = 5) -> np.ndarray:
+    """Semantic smoothing, Eq. 2: R[:, v] += lam / n * sum_{i in top-n(v)} sim(t_i, t_v) R[:, i].
+
+    `embeddings` has one row per column of `values`; neighbours are the kept token types (R is
+    defined only there), the token itself excluded, and every column is updated from the
+    unsmoothed R (the update is simultaneous, not in vocabulary order).
+    """
+    idx, sim = nearest_tokens(embeddings, n_neighbours)
+    n_tokens = values.shape[1]
+    # S[i, v] = sim(t_i, t_v) for i among the neighbours of v; the update is R @ S.
+    s = csr_matrix((sim.ravel(), (idx.ravel(), np.repeat(np.arange(n_tokens), idx.shape[1]))),
+                   shape=(n_tokens, n_tokens))
+    return values + lam / n_neighbours * (s.T @ values.T).T
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (all-zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def representation(matrix: TokenMatrix, kind: str, embeddings: np.ndarray | None,
+                   settings: ActivationClusterSettings) -> np.ndarray:
+    """Unit-length neuron vectors of one variant (`filter`, `tfidf` or `smoothed`)."""
+    if kind == "filter":
+        x = matrix.values
+    elif kind == "tfidf":
+        x = tfidf(matrix.values)
+    elif kind == "smoothed":
+        if embeddings is None:
+            raise ValueError("the smoothed representation needs token embeddings")
+        x = smooth(matrix.values, embeddings[matrix.tokens["token_id"].to_numpy()],
+                   settings.smoothing_lambda, settings.smoothing_neighbours)
+    else:
+        raise ValueError(f"unknown representation {kind!r}; choose from {list(REPRESENTATIONS)}")
+    return unit_rows(x)
+
+
+def agglomerative(x: np.ndarray, k: int) -> np.ndarray:
+    """Complete-linkage agglomerative clustering on 1 - cosine similarity, cut at `k` clusters
+    (labels 0..k-1; fewer only when distances tie). Rows must be non-zero."""
+    if k > x.shape[0]:
+        raise ValueError(f"cannot make K = {k} clusters of {x.shape[0]} neurons; lower "
+                         "activation_clusters.ks")
+    tree = linkage(pdist(x, "cosine"), method="complete")
+    return fcluster(tree, t=k, criterion="maxclust") - 1
+
+
+def refine(x: np.ndarray, members: np.ndarray, threshold: float) -> np.ndarray:
+    """Cluster refinement (Sec. 5.3): repeatedly drop the member farthest (Euclidean) from the
+    mean of the remaining members and recompute the mean, until the largest distance is below
+    `threshold`. Returns the kept members, in their original order."""
+    kept = np.asarray(members)
+    while len(kept) > 1:
+        dist = np.linalg.norm(x[kept] - x[kept].mean(axis=0), axis=1)
+        if dist.max() < threshold:
+            break
+        kept = np.delete(kept, int(np.argmax(dist)))
+    return kept
+
+
+def within_cluster_distances(x: np.ndarray, members: np.ndarray) -> tuple[float, float] | None:
+    """(max, mean) of 1 - cosine similarity over the pairs of a cluster (Sec. 6.1); None for a
+    single neuron."""
+    if len(members) < 2:
+        return None
+    d = pdist(x[members], "cosine")
+    return float(d.max()), float(d.mean())
+
+
+def random_clusters(sizes: Sequence[int], n_neurons: int, rng: np.random.Generator
+                    ) -> list[np.ndarray]:
+    """Disjoint random clusters with the given sizes, drawn from `n_neurons` neurons."""
+    order = rng.permutation(n_neurons)
+    bounds = np.cumsum([0, *sizes])
+    return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _frames_for(x: np.ndarray, clusters: list[np.ndarray], matrix: TokenMatrix, top_n: int,
+                keys: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Membership, distance and top-token rows of one clustering (cluster ids 0..)."""
+    members, distances, tokens = [], [], []
+    token_ids = matrix.tokens["token_id"].to_numpy()
+    token_text = matrix.tokens["token"].to_list()
+    for cid, rows in enumerate(clusters):
+        if len(rows) == 0:
+            continue
+        members.append(pl.DataFrame({"cluster_id": cid, "row": rows}))
+        d = within_cluster_distances(x, rows)
+        distances.append({"cluster_id": cid, "n_neurons": len(rows),
+                          "max_distance": d[0] if d else None,
+                          "mean_distance": d[1] if d else None})
+        centre = x[rows].mean(axis=0)  # the cluster representation (Sec. 5.4)
+        top = np.argsort(-centre, kind="stable")[:top_n]
+        tokens.extend({"cluster_id": cid, "rank": r + 1, "token_id": int(token_ids[v]),
+                       "token": token_text[v], "activation": float(centre[v])}
+                      for r, v in enumerate(top))
+    neurons = matrix.neurons.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    member_df = (pl.concat(members).with_columns(pl.col("row").cast(pl.Int64))
+                 .join(neurons, on="row").drop("row"))
+    lit = [pl.lit(v).alias(k) for k, v in keys.items()]
+    return (member_df.with_columns(lit), pl.DataFrame(distances).with_columns(lit),
+            pl.DataFrame(tokens).with_columns(lit))
+
+
+def cluster_site(token_means: pl.DataFrame, embeddings: np.ndarray | None,
+                 settings: ActivationClusterSettings,
+                 log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:
+    """Every clustering of one site: for each representation and K, the agglomerative clusters,
+    their refined variant (``settings.refine``), and a random clustering of the same sizes for
+    each. Returns the frames ``activation_clusters``, ``activation_cluster_distances`` and
+    ``activation_cluster_tokens`` (without the site column)."""
+    matrix = token_matrix(token_means, settings.min_token_count)
+    rng = np.random.default_rng(settings.seed)
+    out: dict[str, list[pl.DataFrame]] = {"activation_clusters": [],
+                                          "activation_cluster_distances": [],
+                                          "activation_cluster_tokens": []}
+    for kind in settings.representations:
+        x = representation(matrix, kind, embeddings, settings)
+        nonzero = np.flatnonzero(np.linalg.norm(x, axis=1) > 0)
+        log(f"{kind}: {matrix.values.shape[0]} neurons x {matrix.values.shape[1]} token types, "
+            f"{len(nonzero)} with a non-zero representation")
+        for k in settings.ks:
+            labels = agglomerative(x[nonzero], k)
+            clusters = [nonzero[labels == c] for c in range(labels.max() + 1)]
+            variants = [(False, clusters)]
+            if settings.refine:
+                variants.append((True, [refine(x, c, settings.refine_threshold) for c in clusters]))
+            for refined, found in variants:
+                random = random_clusters([len(c) for c in found], len(nonzero), rng)
+                for method, cl in ((AGGLOMERATIVE, found), (RANDOM, [nonzero[r] for r in random])):
+                    keys = {"representation": kind, "k": k, "refined": refined, "method": method}
+                    for name, df in zip(out, _frames_for(x, cl, matrix, settings.top_tokens, keys)):
+                        out[name].append(df)
+    return {name: pl.concat(dfs, how="diagonal_relaxed") for name, dfs in out.items()}

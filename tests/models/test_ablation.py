@@ -1,0 +1,114 @@
+"""Zero-ablation of neuron sets: the baselines' shapes, the loss against Hugging Face's own loss,
+and a planted neuron whose ablation hurts its token class more than random ablation."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, GPT2LMHeadModel
+
+from extract.activations import SITE_MLP, SITE_RESID, encode, load_bridge, site_hook_names
+from extract.checkpoints import find_checkpoints
+from extract.corpus import SEMANTIC_CLASSES, sentences
+from models.ablation import (AblationSettings, NeuronSet, ablate_cluster, baseline_neurons,
+                             eval_set, target_losses)
+
+EMPTY = NeuronSet(np.array([], int), np.array([], int))
+
+
+def test_baselines_match_the_cluster_size_layers_and_positions():
+    cluster = NeuronSet(np.array([0, 0, 0, 1, 2, 2, 2]), np.array([1, 5, 9, 3, 0, 2, 4]))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        r = baseline_neurons("random", cluster, 3, 10, rng)
+        assert len(set(zip(r.layers, r.neurons))) == 7
+        rl = baseline_neurons("random_layer", cluster, 3, 10, rng)
+        assert sorted(rl.layers) == sorted(cluster.layers)
+        assert len(set(zip(rl.layers, rl.neurons))) == 7
+        rp = baseline_neurons("random_position", cluster, 3, 10, rng)
+        # 7 neurons over 3 layers: 2 positions in every layer, one more in 1 layer
+        assert len(rp) == 7
+        counts = np.bincount(rp.neurons, minlength=10)
+        assert sorted(counts[counts > 0]) == [1, 3, 3]
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baseline_neurons("nearby", cluster, 3, 10, rng)
+
+
+def _gpt(tiny_checkpoints):
+    return find_checkpoints(tiny_checkpoints)[-1][1]
+
+
+def test_causal_loss_equals_huggingface_loss_on_the_target_tokens(tiny_checkpoints, tiny_corpus):
+    folder = _gpt(tiny_checkpoints)
+    bridge = load_bridge(folder)
+    tok = bridge.tokenizer
+    seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")[:30]]
+    targets = {seqs[0][3], seqs[1][4]}
+    data = eval_set(seqs, targets, tok.pad_token_id, 8, causal=True)
+    [loss] = target_losses(bridge, site_hook_names(SITE_MLP, 2), 64, data, [EMPTY], False)
+    hf = GPT2LMHeadModel.from_pretrained(folder).eval()
+    chosen = [s for s in seqs if any(t in targets for t in s[1:])][:8]
+    assert data.ids.shape[0] == len(chosen)
+    expected_n = sum(sum(1 for i, t in enumerate(s) if t in targets and i > 0) for s in chosen)
+    assert data.n_targets == expected_n
+    total = 0.0
+    for seq in chosen:
+        with torch.no_grad():
+            logp = hf(torch.tensor([seq])).logits[0].log_softmax(-1)
+        total -= sum(float(logp[i - 1, t]) for i, t in enumerate(seq) if t in targets and i > 0)
+    assert loss == pytest.approx(total / expected_n, rel=1e-4)
+
+
+def test_masked_lm_loss_equals_huggingface_loss(tiny_bert, tiny_corpus):
+    folder = find_checkpoints(tiny_bert)[-1][1]
+    bridge = load_bridge(folder)
+    tok = bridge.tokenizer
+    seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")[:20]]
+    assert seqs[0][0] == tok.cls_token_id and seqs[0][-1] == tok.sep_token_id
+    targets = {seqs[0][2]}
+    data = eval_set(seqs, targets, tok.pad_token_id, 4, causal=False)
+    hooks = site_hook_names(SITE_RESID, 2)
+    base, ablated = target_losses(bridge, hooks, 32, data,
+                                  [EMPTY, NeuronSet(np.array([0, 1]), np.array([3, 7]))],
+                                  True, tok.mask_token_id)
+    hf = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    ids = data.ids.masked_fill(data.targets, tok.mask_token_id)
+    labels = data.ids.masked_fill(~data.targets, -100)
+    with torch.no_grad():
+        expected = hf(input_ids=ids, attention_mask=data.real.long(), labels=labels).loss
+    assert base == pytest.approx(float(expected), rel=1e-4)
+    assert ablated != pytest.approx(base, rel=1e-6)
+
+
+def _plant_class_neuron(folder, out, tokens, layer=1, neuron=7, strength=4.0):
+    """Make MLP neuron (layer, neuron) fire at a constant 10 everywhere and write, into the
+    residual stream, the mean unembedding direction of `tokens`: the neuron carries the class."""
+    model = GPT2LMHeadModel.from_pretrained(folder)
+    mlp = model.transformer.h[layer].mlp
+    direction = model.lm_head.weight[sorted(tokens)].mean(0)
+    with torch.no_grad():
+        mlp.c_fc.weight[:, neuron] = 0
+        mlp.c_fc.bias[neuron] = 10.0
+        mlp.c_proj.weight[neuron] = strength * direction / direction.norm()
+    model.save_pretrained(out)
+    from transformers import AutoTokenizer
+    AutoTokenizer.from_pretrained(folder).save_pretrained(out)
+    return out
+
+
+def test_ablating_a_planted_class_neuron_hurts_that_class_more_than_random(
+        tiny_checkpoints, tiny_corpus, tmp_path):
+    folder = _gpt(tiny_checkpoints)
+    tok = load_bridge(folder).tokenizer
+    months = {encode(tok, " " + w)[1] for w in SEMANTIC_CLASSES["month"][1]}
+    bridge = load_bridge(_plant_class_neuron(folder, tmp_path / "planted", months))
+    seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")]
+    data = eval_set(seqs, months, tok.pad_token_id, 32, causal=True)
+    assert data is not None and data.n_targets >= 10
+    rows = ablate_cluster(bridge, site_hook_names(SITE_MLP, 2), 64,
+                          NeuronSet(np.array([1]), np.array([7])), data, False, None,
+                          AblationSettings(n_repeats=5), np.random.default_rng(0))
+    change = {(r["baseline"], r["repeat"]): r["loss_ablated"] / r["loss_base"] - 1 for r in rows}
+    planted = change[("cluster", 0)]
+    assert planted > 0.05
+    assert len(change) == 1 + 3 * 5
+    assert all(planted > 3 * abs(v) for k, v in change.items() if k[0] != "cluster")

@@ -18,7 +18,8 @@ from dagster_project.partitions import checkpoints_partitions, parse_partition_k
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
-from extract.activations import (SITE_MLP, extract_aggregates, load_bridge,
+from extract.activations import (SITE_MLP, encode, extract_aggregates, is_masked_lm,
+                                 load_bridge, site_hook_names, site_shape,
                                  stream_mlp_activations, token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences, synthetic_corpus, text_corpus
@@ -26,10 +27,12 @@ from extract.embeddings import embed_texts, load_embedder
 from extract.explainer import explain_neurons, score_explanations
 from extract.explanation_sources import read_explanation_table
 from extract.openai_explanations import read_openai_explanations
-from extract.probe_data import labelled_words, read_conll, word_features
+from extract.probe_data import labelled_words, read_conll, token_classes, word_features
+from models.ablation import NeuronSet, ablate_clusters, choose_clusters
+from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
-from models.plots import (plot_cluster_variance, plot_layer_gini, plot_min_variance_histogram,
-                          plot_probe_layer_distribution)
+from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
+                          plot_min_variance_histogram, plot_probe_layer_distribution)
 from models.probing import run_lca
 from models.topics import cluster_topics
 
@@ -435,3 +438,121 @@ def probe_layer_distribution_plot(context: dg.AssetExecutionContext,
     path = plot_probe_layer_distribution(_read_mart(nwh, "fct_probe_layer_distribution"),
                                          nwh.home_dir / "reports" / "probe_layer_distribution.png")
     return dg.MaterializeResult(metadata=_png_metadata(path, "probe layer distribution"))
+
+
+_ACTIVATION_CLUSTER_OUTPUTS = {
+    "activation_clusters": "Members (layer, neuron) of every activation cluster (Zhang et al.): "
+                           "per site, representation (filter, tfidf, smoothed), K and refined "
+                           "flag, the agglomerative clusters (complete linkage on 1 - cosine) and "
+                           "a random clustering of the same sizes (method random).",
+    "activation_cluster_distances": "Per cluster: neurons, and the max and mean 1 - cosine "
+                                    "distance over its pairs (null for a single neuron).",
+    "activation_cluster_tokens": "Top-activating token types of each cluster: the largest "
+                                 "entries of the mean of its members' representations.",
+    "token_classes": "How often each token id occurs inside words of each semantic class of the "
+                     "synthetic corpus, tokenized as the model sees it (empty for plain text).",
+}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(_key(table), deps=[_key("neuron_token_means"), _key("corpus")],
+                        group_name="activation_clusters", kinds={"python", "parquet"},
+                        description=text)
+           for table, text in _ACTIVATION_CLUSTER_OUTPUTS.items()],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def activation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """Token-mean representations, agglomerative clustering, refinement and random twins, per
+    site; the smoothing uses the checkpoint's input embedding matrix as token similarity."""
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.activation_clusters
+    frames = {t: pl.DataFrame(schema=lake.SCHEMAS[t]) for t in _ACTIVATION_CLUSTER_OUTPUTS}
+    if not study.runs_activation_clusters:
+        context.log.info("activation clusters skipped: activation_clusters.enabled is false")
+    else:
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
+        embeddings = bridge.W_E.detach().double().numpy()
+        token_means = lake.read_table(nwh.lake, "neuron_token_means", model, checkpoint)
+        parts = {t: [] for t in frames}
+        for site in cfg.sites:
+            context.log.info(f"clustering the {site} site")
+            out = cluster_site(token_means.filter(pl.col("site") == site), embeddings,
+                               cfg.settings(), log=context.log.info)
+            for table, df in out.items():
+                parts[table].append(df.with_columns(pl.lit(site).alias("site")))
+        frames.update({t: pl.concat(dfs) for t, dfs in parts.items() if dfs})
+        frames["token_classes"] = token_classes(bridge.tokenizer,
+                                                lake.read_table(nwh.lake, "corpus", model))
+    for table, df in frames.items():
+        path = lake.write_table(nwh.lake, table, df, model, checkpoint)
+        yield dg.MaterializeResult(asset_key=_key(table), metadata={
+            "path": str(path), "dagster/row_count": len(df), "preview": _preview(df, 10)})
+
+
+@dg.asset(key=_key("activation_ablations"),
+          deps=[_key("activation_clusters"), _key("activation_cluster_tokens"), _key("corpus")],
+          partitions_def=checkpoints_partitions, group_name="activation_clusters",
+          kinds={"python", "parquet"},
+          description="Zero-ablation of each agglomerative cluster and of its random, "
+                      "random_layer and random_position baselines (several seeded draws each): "
+                      "the loss on the cluster's top-activating tokens in held-out sequences "
+                      "that contain them, without (loss_base) and with (loss_ablated) the "
+                      "ablation; next-token loss for a causal model, masked-LM loss for a "
+                      "masked one.")
+def activation_ablations(context: dg.AssetExecutionContext,
+                         nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.activation_clusters
+    rows: list[dict] = []
+    if study.runs_activation_clusters:
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
+        tok, masked = bridge.tokenizer, is_masked_lm(bridge)
+        heldout = [encode(tok, text)[: bridge.cfg.n_ctx]
+                   for _, text in sentences(lake.read_table(nwh.lake, "corpus", model), "heldout")]
+        members = lake.read_table(nwh.lake, "activation_clusters", model, checkpoint).filter(
+            pl.col("method") == AGGLOMERATIVE)
+        tokens = lake.read_table(nwh.lake, "activation_cluster_tokens", model, checkpoint).filter(
+            pl.col("method") == AGGLOMERATIVE)
+        keys = ["site", "representation", "k", "refined"]
+        for (site, *rest), group in members.group_by(keys, maintain_order=True):
+            config = dict(zip(keys, [site, *rest]))
+            chosen = choose_clusters(group["cluster_id"].to_list(), cfg.ablation_max_clusters,
+                                     cfg.seed)
+            top = tokens.filter(*(pl.col(k) == v for k, v in config.items()))
+            clusters = []
+            for cid in chosen:
+                m = group.filter(pl.col("cluster_id") == cid)
+                clusters.append(({**config, "cluster_id": cid},
+                                 NeuronSet(m["layer"].to_numpy(), m["neuron"].to_numpy()),
+                                 set(top.filter(pl.col("cluster_id") == cid)["token_id"])))
+            context.log.info(f"ablating {len(clusters)} clusters of {config} "
+                             f"({'masked' if masked else 'causal'} LM loss)")
+            width = site_shape(bridge, site)[1]
+            rows += ablate_clusters(bridge, site_hook_names(site, bridge.cfg.n_layers), width,
+                                    clusters, heldout, tok.pad_token_id or 0, masked,
+                                    tok.mask_token_id, cfg.ablation_settings(),
+                                    _progress(context, "ablation", "clusters", 25))
+    df = (pl.DataFrame(rows) if rows else pl.DataFrame(schema=lake.SCHEMAS["activation_ablations"]))
+    path = lake.write_table(nwh.lake, "activation_ablations", df, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df),
+        "ablated_clusters": df.filter(pl.col("baseline") == "cluster").height,
+        "preview": _preview(df, 10)})
+
+
+@dg.asset(key=["reports", "cluster_positions_plot"],
+          deps=[dg.AssetKey("fct_ablation_summary"), dg.AssetKey("stg_activation_clusters")],
+          group_name="reports", kinds={"python", "png"},
+          description="Layer and index of the neurons of the activation clusters with the "
+                      "largest ablation drop per site (Fig. 5 of Zhang et al.), at <home>/reports/.")
+def cluster_positions_plot(context: dg.AssetExecutionContext,
+                           nwh: NwhResource) -> dg.MaterializeResult:
+    path = plot_cluster_positions(_read_mart(nwh, "fct_ablation_summary"),
+                                  _read_mart(nwh, "stg_activation_clusters"),
+                                  nwh.home_dir / "reports" / "cluster_positions.png")
+    return dg.MaterializeResult(metadata=_png_metadata(path, "cluster positions"))

@@ -16,6 +16,8 @@ from extract.checkpoints import find_checkpoints
 MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts")
 PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
                 "probe_neuron_ranking", "probe_label_ranking")
+ACTIVATION_CLUSTER_TABLES = ("activation_clusters", "activation_cluster_distances",
+                             "activation_cluster_tokens", "token_classes", "activation_ablations")
 
 
 @dataclass
@@ -53,10 +55,11 @@ def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
 
 def selection_for(study: StudyConfig) -> dg.AssetSelection:
     """Everything, minus the corpus and activation tables when the study runs no model, and
-    minus the probing tables when it has nothing to probe (the sensor's job runs them anyway;
-    they then write empty partitions)."""
+    minus the probing and activation-cluster tables when it has nothing to probe or cluster (the
+    sensor's job runs them anyway; they then write empty partitions)."""
     skipped = [*([] if study.needs_model else MODEL_TABLES),
-               *([] if study.runs_probing else PROBE_TABLES)]
+               *([] if study.runs_probing else PROBE_TABLES),
+               *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES)]
     return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in skipped])
 
 

@@ -16,6 +16,8 @@ from extract.activations import SITE_MLP, SITES
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from extract.lake import LakeError, safe_name
 from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
+from models.ablation import AblationSettings
+from models.activation_clusters import REPRESENTATIONS, ActivationClusterSettings
 from models.clustering import NOISE_CHOICES, ClusteringSettings
 from models.probing import PAPER_LAMBDAS, LcaSettings, TrainSettings
 
@@ -111,6 +113,40 @@ class ProbingConfig:
 
 
 @dataclass(frozen=True)
+class ActivationClustersConfig:
+    """The activation-clusters study (Zhang et al.); defaults are the paper's (K = 50 and 200,
+    lambda 0.5 over 5 neighbours, refinement threshold 0.6). See models.activation_clusters and
+    models.ablation for each knob."""
+
+    enabled: bool = True
+    sites: list[str] = field(default_factory=lambda: ["mlp", "resid"])
+    representations: list[str] = field(default_factory=lambda: list(REPRESENTATIONS))
+    ks: list[int] = field(default_factory=lambda: [50, 200])
+    refine: bool = True  # also the refined variant of every clustering
+    min_token_count: int = 5
+    smoothing_lambda: float = 0.5
+    smoothing_neighbours: int = 5
+    refine_threshold: float = 0.6
+    top_tokens: int = 10
+    ablation_repeats: int = 5  # draws of each random baseline per cluster
+    ablation_max_sentences: int = 32  # held-out sequences per cluster
+    ablation_max_clusters: int | None = None  # seeded sample per clustering (None = all)
+    ablation_batch_rows: int = 64  # sequences per forward pass
+    seed: int = 0
+
+    def settings(self) -> ActivationClusterSettings:
+        return ActivationClusterSettings(
+            representations=tuple(self.representations), ks=tuple(self.ks), refine=self.refine,
+            min_token_count=self.min_token_count, smoothing_lambda=self.smoothing_lambda,
+            smoothing_neighbours=self.smoothing_neighbours,
+            refine_threshold=self.refine_threshold, top_tokens=self.top_tokens, seed=self.seed)
+
+    def ablation_settings(self) -> AblationSettings:
+        return AblationSettings(self.ablation_repeats, self.ablation_max_sentences,
+                                self.ablation_batch_rows, self.seed)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     model: str
     checkpoints: str | None = None
@@ -121,6 +157,7 @@ class StudyConfig:
     embedding: EmbeddingConfig = EmbeddingConfig()
     clustering: ClusteringConfig = ClusteringConfig()
     probing: ProbingConfig = ProbingConfig()
+    activation_clusters: ActivationClustersConfig = ActivationClustersConfig()
 
     @property
     def needs_model(self) -> bool:
@@ -136,10 +173,16 @@ class StudyConfig:
         return (self.needs_model and p.enabled
                 and (p.labels == "conll" or self.corpus.kind == "synthetic"))
 
+    @property
+    def runs_activation_clusters(self) -> bool:
+        """Whether the activation-clusters assets run: a model, and the study enabled."""
+        return self.needs_model and self.activation_clusters.enabled
+
 
 _SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
              "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
-             "clustering": ClusteringConfig, "probing": ProbingConfig}
+             "clustering": ClusteringConfig, "probing": ProbingConfig,
+             "activation_clusters": ActivationClustersConfig}
 _CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
             ("explanations", "source"): ("local", "table", "openai"),
             ("clustering", "noise"): NOISE_CHOICES,
@@ -225,6 +268,26 @@ def _check_extraction(e: ExtractionConfig) -> None:
                                "must be >= 1")
 
 
+def _check_activation_clusters(a: ActivationClustersConfig, extraction: ExtractionConfig) -> None:
+    missing = sorted(set(a.sites) - set(extraction.sites))
+    if not a.sites or missing or len(set(a.sites)) != len(a.sites):
+        raise StudyConfigError(f"study config: activation_clusters.sites must be distinct sites "
+                               f"that extraction.sites extracts ({extraction.sites}), got {a.sites}")
+    try:
+        a.settings()
+    except ValueError as e:
+        raise StudyConfigError(f"study config: {e}") from None
+    if a.ablation_repeats < 5:
+        raise StudyConfigError("study config: activation_clusters.ablation_repeats must be >= 5 "
+                               "(a baseline's spread needs several draws)")
+    for name in ("ablation_max_sentences", "ablation_batch_rows"):
+        if getattr(a, name) < 1:
+            raise StudyConfigError(f"study config: activation_clusters.{name} must be >= 1")
+    if a.ablation_max_clusters is not None and a.ablation_max_clusters < 1:
+        raise StudyConfigError("study config: activation_clusters.ablation_max_clusters must be "
+                               ">= 1 or null (all clusters)")
+
+
 def _check_clustering(c: ClusteringConfig) -> None:
     bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
     if bad:
@@ -268,6 +331,7 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
                                "table or openai)")
     _check_probing(study.probing)
     _check_extraction(study.extraction)
+    _check_activation_clusters(study.activation_clusters, study.extraction)
     _check_clustering(study.clustering)
     return StudyConfig(
         **{**{f.name: getattr(study, f.name) for f in fields(StudyConfig)},

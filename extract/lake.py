@@ -103,6 +103,29 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "neuron": pl.Int64, "label_rank": pl.Int64, "weight": pl.Float64,
         "mass_share": pl.Float64, "mass_before": pl.Float64,
     },
+    "token_classes": {
+        "token_id": pl.Int64, "semantic_class": pl.Utf8, "n_occurrences": pl.Int64,
+    },
+    "activation_clusters": {
+        "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
+        "method": pl.Utf8, "cluster_id": pl.Int64, "layer": pl.Int64, "neuron": pl.Int64,
+    },
+    "activation_cluster_distances": {
+        "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
+        "method": pl.Utf8, "cluster_id": pl.Int64, "n_neurons": pl.Int64,
+        "max_distance": pl.Float64, "mean_distance": pl.Float64,
+    },
+    "activation_cluster_tokens": {
+        "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
+        "method": pl.Utf8, "cluster_id": pl.Int64, "rank": pl.Int64, "token_id": pl.Int64,
+        "token": pl.Utf8, "activation": pl.Float64,
+    },
+    "activation_ablations": {
+        "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
+        "cluster_id": pl.Int64, "baseline": pl.Utf8, "repeat": pl.Int64, "n_neurons": pl.Int64,
+        "n_sentences": pl.Int64, "n_targets": pl.Int64, "loss_base": pl.Float64,
+        "loss_ablated": pl.Float64,
+    },
 }
 
 # Tables keyed by model only (they do not depend on a checkpoint).

@@ -187,3 +187,21 @@ def word_features(bridge, words: pl.DataFrame, representative: str = "last",
         features.index_add_(0, torch.tensor(dst, dtype=torch.long), batch.acts[src])
     features /= torch.from_numpy(counts)[:, None]
     return keys, features
+
+
+def token_classes(tokenizer, corpus: pl.DataFrame, label: str = "semantic_class") -> pl.DataFrame:
+    """How often each token id occurs inside words of each `label` value in `corpus` (a corpus
+    table), tokenized as the model sees the sentence: table ``token_classes`` (token_id,
+    semantic_class, n_occurrences). Empty when the corpus carries no such labels."""
+    labelled = corpus.filter(pl.col(label).is_not_null()).sort(["sentence_id", "word_index"])
+    grouped = labelled.group_by("sentence_id", maintain_order=True).agg("word", label)
+    counts: dict[tuple[int, str], int] = {}
+    for sid, words, classes in grouped.iter_rows():
+        ids = encode(tokenizer, " ".join(words))
+        for positions, cls in zip(word_token_positions(tokenizer, words, f"sentence {sid}"),
+                                  classes):
+            for p in positions:
+                counts[(ids[p], cls)] = counts.get((ids[p], cls), 0) + 1
+    return pl.DataFrame([(t, c, n) for (t, c), n in sorted(counts.items())],
+                        schema={"token_id": pl.Int64, "semantic_class": pl.Utf8,
+                                "n_occurrences": pl.Int64}, orient="row")

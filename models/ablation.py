@@ -191,3 +191,11 @@ def ablate_clusters(bridge, hook_names: Sequence[str], width: int,
         if progress:
             progress(i + 1, len(clusters))
     return rows
+
+
+def choose_clusters(cluster_ids: Sequence[int], max_clusters: int | None, seed: int) -> list[int]:
+    """All cluster ids, or a seeded sample of `max_clusters` of them, in increasing order."""
+    ids = sorted(set(cluster_ids))
+    if max_clusters is None or len(ids) <= max_clusters:
+        return ids
+    return sorted(np.random.default_rng(seed).choice(ids, size=max_clusters, replace=False).tolist())

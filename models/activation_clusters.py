@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import cut_tree, linkage
 from scipy.sparse import csr_matrix
 from scipy.spatial.distance import pdist
 
@@ -153,13 +153,15 @@ def representation(matrix: TokenMatrix, kind: str, embeddings: np.ndarray | None
 
 
 def agglomerative(x: np.ndarray, k: int) -> np.ndarray:
-    """Complete-linkage agglomerative clustering on 1 - cosine similarity, cut at `k` clusters
-    (labels 0..k-1; fewer only when distances tie). Rows must be non-zero."""
+    """Complete-linkage agglomerative clustering on 1 - cosine similarity, cut at exactly `k`
+    clusters (labels 0..k-1) by undoing the last k - 1 merges, so that tied merge heights (many
+    orthogonal TF-IDF vectors are all at distance 1) cannot collapse the cut. Rows must be
+    non-zero."""
     if k > x.shape[0]:
         raise ValueError(f"cannot make K = {k} clusters of {x.shape[0]} neurons; lower "
                          "activation_clusters.ks")
     tree = linkage(pdist(x, "cosine"), method="complete")
-    return fcluster(tree, t=k, criterion="maxclust") - 1
+    return cut_tree(tree, n_clusters=k).ravel()
 
 
 def refine(x: np.ndarray, members: np.ndarray, threshold: float) -> np.ndarray:

@@ -137,3 +137,33 @@ def plot_probe_layer_distribution(dist: pl.DataFrame, path: str | Path) -> Path:
     else:
         axes[0][0].legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_cluster_positions(summary: pl.DataFrame, members: pl.DataFrame, path: str | Path,
+                           per_site: int = 6) -> Path:
+    """Where the neurons of activation clusters sit (Fig. 5 of Zhang et al.): layer against index
+    in the layer, for the `per_site` unrefined clusters of each site with the largest ablation
+    drop at the largest K. `summary` has the columns of fct_ablation_summary, `members` those of
+    stg_activation_clusters."""
+    chosen = (summary.filter(~pl.col("refined"))
+              .filter(pl.col("k") == pl.col("k").max().over("model", "checkpoint", "site"))
+              .sort(["site", "cluster_drop_pct"], descending=[False, True])
+              .group_by("model", "checkpoint", "site", maintain_order=True).head(per_site))
+    sites = chosen["site"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(max(1, len(sites)), per_site, figsize=(2.6 * per_site, 2.4 * max(1, len(sites))),
+                             squeeze=False)
+    keys = ["model", "checkpoint", "site", "representation", "k", "refined", "cluster_id"]
+    for row, site in enumerate(sites):
+        for ax, c in zip(axes[row], chosen.filter(pl.col("site") == site).iter_rows(named=True)):
+            m = members.filter(pl.col("method") == "agglomerative",
+                               *(pl.col(k) == c[k] for k in keys))
+            ax.scatter(m["neuron"], m["layer"], s=10)
+            ax.set_title(f"{site} {c['representation']} K={c['k']} #{c['cluster_id']}\n"
+                         f"{c['n_neurons']} neurons, drop {c['cluster_drop_pct']:+.1f}%", fontsize=8)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("index in layer", fontsize=8)
+            ax.set_ylabel("layer", fontsize=8)
+    for ax in axes.flat:
+        if not ax.collections:
+            ax.axis("off")
+    return _save(fig, path)

@@ -46,6 +46,8 @@ def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
         "extraction": {"batch_size": 64, "min_token_count": 3, "top_k": 5},
         "clustering": {"methods": ["kmeans", "random"], "k": 4, "filter_percentiles": [0, 50, 90],
                        "seed": 0},
+        "activation_clusters": {"ks": [4, 8], "min_token_count": 3, "ablation_max_sentences": 8,
+                                "ablation_max_clusters": 3},
     }
     study.update(overrides)
     path = folder / "study.yaml"

@@ -13,7 +13,9 @@ from tests.conftest import write_study
 
 MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_summary",
          "fct_cluster_sizes", "fct_min_variance_clusters", "dim_neurons", "fct_probe_accuracy", "fct_probe_selectivity",
-         "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons"]
+         "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons",
+         "fct_activation_cluster_distances", "fct_ablation_summary", "fct_ablation_by_configuration",
+         "fct_cluster_concept_purity", "fct_concept_purity_summary"]
 
 
 def _query(home, sql):
@@ -37,9 +39,10 @@ def test_every_mart_has_rows_for_the_newest_checkpoint(built):
         df = _query(home, f"select * from {mart}")
         assert df.height > 0, mart
         assert set(df["checkpoint"]) == {"checkpoint-120"}, mart
-    assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64
+    # 2 MLP layers x 64 and 3 residual layers (embedding output + 2 blocks) x 32
+    assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64 + 3 * 32
     for plot in ("layer_gini.png", "probe_layer_distribution.png", "cluster_variance.png",
-                 "min_variance_cluster.png"):
+                 "min_variance_cluster.png", "cluster_positions.png"):
         assert (home / "reports" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -130,4 +130,4 @@ def test_planted_token_groups_are_recovered_with_their_top_tokens():
 def test_tied_distances_still_give_exactly_k_clusters():
     # six mutually orthogonal vectors: every pair at distance 1, all merges at the same height
     labels = agglomerative(np.eye(6), 4)
-    assert sorted(np.bincount(labels)) == [1, 1, 2, 2]
+    assert len(np.unique(labels)) == 4  # maxclust would give one cluster here

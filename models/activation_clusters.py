@@ -152,16 +152,26 @@ def representation(matrix: TokenMatrix, kind: str, embeddings: np.ndarray | None
     return unit_rows(x)
 
 
+def complete_linkage(x: np.ndarray) -> np.ndarray:
+    """The complete-linkage merge tree (scipy's linkage matrix) on 1 - cosine similarity."""
+    return linkage(pdist(x, "cosine"), method="complete")
+
+
+def cut(tree: np.ndarray, k: int) -> np.ndarray:
+    """Labels 0..k-1 of exactly `k` clusters, by undoing the last k - 1 merges of `tree`, so that
+    tied merge heights (many orthogonal TF-IDF vectors are all at distance 1) cannot collapse
+    the cut as a height threshold would."""
+    n = tree.shape[0] + 1
+    if k > n:
+        raise ValueError(f"cannot make K = {k} clusters of {n} neurons; lower "
+                         "activation_clusters.ks")
+    return cut_tree(tree, n_clusters=k).ravel()
+
+
 def agglomerative(x: np.ndarray, k: int) -> np.ndarray:
     """Complete-linkage agglomerative clustering on 1 - cosine similarity, cut at exactly `k`
-    clusters (labels 0..k-1) by undoing the last k - 1 merges, so that tied merge heights (many
-    orthogonal TF-IDF vectors are all at distance 1) cannot collapse the cut. Rows must be
-    non-zero."""
-    if k > x.shape[0]:
-        raise ValueError(f"cannot make K = {k} clusters of {x.shape[0]} neurons; lower "
-                         "activation_clusters.ks")
-    tree = linkage(pdist(x, "cosine"), method="complete")
-    return cut_tree(tree, n_clusters=k).ravel()
+    clusters (Sec. 5.3). Rows must be non-zero."""
+    return cut(complete_linkage(x), k)
 
 
 def refine(x: np.ndarray, members: np.ndarray, threshold: float) -> np.ndarray:
@@ -238,8 +248,9 @@ def cluster_site(token_means: pl.DataFrame, embeddings: np.ndarray | None,
         nonzero = np.flatnonzero(np.linalg.norm(x, axis=1) > 0)
         log(f"{kind}: {matrix.values.shape[0]} neurons x {matrix.values.shape[1]} token types, "
             f"{len(nonzero)} with a non-zero representation")
+        tree = complete_linkage(x[nonzero])
         for k in settings.ks:
-            labels = agglomerative(x[nonzero], k)
+            labels = cut(tree, k)
             clusters = [nonzero[labels == c] for c in range(labels.max() + 1)]
             variants = [(False, clusters)]
             if settings.refine:

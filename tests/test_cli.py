@@ -15,7 +15,7 @@ def _nwh(*args, home):
 
 def test_query_formats(built):
     home, _, _ = built
-    sql = "select layer, count(*) as n from dim_neurons group by layer order by layer"
+    sql = "select layer, count(*) as n from dim_neurons where site = 'mlp' group by layer order by layer"
     csv = _nwh("query", sql, "--format", "csv", home=home)
     assert csv.returncode == 0, csv.stderr
     assert csv.stdout.splitlines()[:3] == ["layer,n", "0,64", "1,64"]

@@ -182,8 +182,10 @@ def stream_mlp_activations(
 class ActivationAggregates:
     """Mergeable per-neuron aggregates of a stream of activations.
 
-    * moments: count, mean and M2 combined per batch with Chan et al.'s parallel update
-      (std = sqrt(M2 / n), the population standard deviation), max, count of activations > 0;
+    * moments: count, mean and the central sums M2, M3, M4 combined per batch with Pebay's
+      (2008) parallel update, which extends Chan et al.'s (std = sqrt(M2 / n), the population
+      standard deviation; skew = sqrt(n) M3 / M2^1.5; kurtosis = n M4 / M2^2, 3 for a Gaussian),
+      max, count of activations > 0;
     * per token type t and neuron j, the sum of activations and the count of t, from which
       Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``;
     * the top-k activations of each neuron with their (sentence_id, position).
@@ -194,6 +196,8 @@ class ActivationAggregates:
         self.n = 0
         self.mean = torch.zeros(n_neurons, dtype=torch.float64)
         self.m2 = torch.zeros(n_neurons, dtype=torch.float64)
+        self.m3 = torch.zeros(n_neurons, dtype=torch.float64)
+        self.m4 = torch.zeros(n_neurons, dtype=torch.float64)
         self.max = torch.full((n_neurons,), -torch.inf, dtype=torch.float64)
         self.n_positive = torch.zeros(n_neurons, dtype=torch.int64)
         self.token_sum = torch.zeros((vocab_size, n_neurons), dtype=torch.float64)
@@ -209,11 +213,17 @@ class ActivationAggregates:
         if m == 0:
             return
         b_mean = x.mean(0)
-        b_m2 = ((x - b_mean) ** 2).sum(0)
+        centred = x - b_mean
+        b_m2, b_m3, b_m4 = (centred**2).sum(0), (centred**3).sum(0), (centred**4).sum(0)
+        na, nb, total = self.n, m, self.n + m
         delta = b_mean - self.mean
-        total = self.n + m
-        self.mean += delta * m / total
-        self.m2 += b_m2 + delta**2 * self.n * m / total
+        self.m4 += (b_m4 + delta**4 * na * nb * (na * na - na * nb + nb * nb) / total**3
+                    + 6 * delta**2 * (na * na * b_m2 + nb * nb * self.m2) / total**2
+                    + 4 * delta * (na * b_m3 - nb * self.m3) / total)
+        self.m3 += (b_m3 + delta**3 * na * nb * (na - nb) / total**2
+                    + 3 * delta * (na * b_m2 - nb * self.m2) / total)
+        self.m2 += b_m2 + delta**2 * na * nb / total
+        self.mean += delta * nb / total
         self.n = total
         self.max = torch.maximum(self.max, x.max(0).values)
         self.n_positive += (batch.acts > 0).sum(0)
@@ -232,7 +242,8 @@ class ActivationAggregates:
         self.top_position = poss.gather(0, idx)
 
     def moments_frame(self, n_layers: int, site: str = SITE_MLP) -> pl.DataFrame:
-        """Table ``neuron_moments``: site, layer, neuron, n_tokens, mean, std, max, frac_positive."""
+        """Table ``neuron_moments``: site, layer, neuron, n_tokens, mean, std, skew, kurtosis, max,
+        frac_positive (skew and kurtosis NaN for a constant neuron)."""
         if self.n == 0:
             raise ValueError("no activations were aggregated: the corpus yielded no real tokens")
         d = self.mean.shape[0] // n_layers
@@ -240,6 +251,8 @@ class ActivationAggregates:
         return pl.DataFrame({
             "site": site, "layer": j // d, "neuron": j % d, "n_tokens": self.n,
             "mean": self.mean.numpy(), "std": (self.m2 / self.n).sqrt().numpy(),
+            "skew": (self.n**0.5 * self.m3 / self.m2**1.5).numpy(),
+            "kurtosis": (self.n * self.m4 / self.m2**2).numpy(),
             "max": self.max.numpy(), "frac_positive": (self.n_positive / self.n).numpy(),
         })
 

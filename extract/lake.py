@@ -27,7 +27,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     },
     "neuron_moments": {
         "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "n_tokens": pl.Int64,
-        "mean": pl.Float64, "std": pl.Float64, "max": pl.Float64, "frac_positive": pl.Float64,
+        "mean": pl.Float64, "std": pl.Float64, "skew": pl.Float64, "kurtosis": pl.Float64,
+        "max": pl.Float64, "frac_positive": pl.Float64,
     },
     "neuron_token_means": {
         "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "token_id": pl.Int64,

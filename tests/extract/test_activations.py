@@ -31,6 +31,9 @@ def test_streaming_aggregates_equal_whole_corpus_statistics():
     moments = agg.moments_frame(n_layers=2).sort(["layer", "neuron"])
     np.testing.assert_allclose(moments["mean"], x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(moments["std"], x.std(0), rtol=1e-5)
+    centred = x - x.mean(0)  # skew and (non-excess) kurtosis of the whole stream at once
+    np.testing.assert_allclose(moments["skew"], (centred**3).mean(0) / x.std(0) ** 3, rtol=1e-6)
+    np.testing.assert_allclose(moments["kurtosis"], (centred**4).mean(0) / x.var(0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(moments["max"], x.max(0), rtol=1e-6)
     np.testing.assert_allclose(moments["frac_positive"], (x > 0).mean(0))
     assert moments["layer"].to_list() == [0, 0, 0, 1, 1, 1]

@@ -8,6 +8,8 @@ select
     moments.n_tokens,
     moments.mean_activation,
     moments.std_activation,
+    moments.skew,
+    moments.kurtosis,
     moments.max_activation,
     moments.frac_positive,
     explanations.explanation,

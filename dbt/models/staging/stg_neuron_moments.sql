@@ -7,6 +7,8 @@ select
     cast(n_tokens as bigint) as n_tokens,
     cast(mean as double) as mean_activation,
     cast(std as double) as std_activation,
+    cast(skew as double) as skew,
+    cast(kurtosis as double) as kurtosis,
     cast(max as double) as max_activation,
     cast(frac_positive as double) as frac_positive
 from {{ source('lake', 'neuron_moments') }}

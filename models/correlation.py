@@ -1,0 +1,106 @@
+"""Streaming Pearson correlation of every neuron of model A with every neuron of model B
+(Gurnee et al., *Universal Neurons in GPT2*, Sec. 4.1), in memory bounded by a budget.
+
+Over the same tokens, the sums of x, x^2, y, y^2 and x y are accumulated in float64 (never in a
+lower precision). The x y sums of all pairs would need n_A n_B float64 (10.9 GB for two
+GPT-2-small-shaped models), so the neurons of A are taken in row blocks sized to the budget, one
+pass over the token stream per block; only each row's best correlation is kept. `batches` is
+therefore a function that returns a fresh iterator of aligned (x, y) activation batches: rows are
+tokens (padding and BOS already excluded by the caller), columns neurons.
+
+Baseline: the correlations with B's neuron basis rotated by a random orthogonal matrix per layer
+(Haar-distributed, from the QR decomposition of a Gaussian matrix with the signs of R's diagonal
+folded in), so no neuron-aligned structure survives. The public code uses Gaussian rows that are
+not orthogonal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def random_rotation(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-random n x n orthogonal matrix: Q of a Gaussian matrix's QR, columns multiplied by
+    the signs of R's diagonal (Mezzadri 2007)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def rotate_layers(y: torch.Tensor, rotations: list[torch.Tensor]) -> torch.Tensor:
+    """`y` (tokens x layers * d) with each layer's d columns multiplied by its rotation."""
+    d = rotations[0].shape[0]
+    return torch.cat([y[:, i * d:(i + 1) * d] @ r for i, r in enumerate(rotations)], dim=1)
+
+
+def correlation_block(batches: Batches, rows: slice, n_b: int) -> tuple[np.ndarray, int]:
+    """Pearson correlations of the neurons `rows` of A with every neuron of B, from one pass
+    over `batches`; NaN where either neuron is constant. Returns (block, number of tokens)."""
+    n = 0
+    sx = sxx = sy = syy = sxy = None
+    for x, y in batches():
+        x = x[:, rows].double()
+        y = y.double()
+        if sxy is None:
+            sx, sxx = torch.zeros(x.shape[1], dtype=torch.float64), torch.zeros(x.shape[1], dtype=torch.float64)
+            sy, syy = torch.zeros(n_b, dtype=torch.float64), torch.zeros(n_b, dtype=torch.float64)
+            sxy = torch.zeros((x.shape[1], n_b), dtype=torch.float64)
+        n += x.shape[0]
+        sx += x.sum(0)
+        sxx += (x * x).sum(0)
+        sy += y.sum(0)
+        syy += (y * y).sum(0)
+        sxy.addmm_(x.T, y)
+    if not n:
+        raise ValueError("no tokens to correlate: the activation stream is empty")
+    var_x = sxx - sx * sx / n
+    var_y = syy - sy * sy / n
+    r = sxy.sub_(torch.outer(sx, sy).div_(n))  # the covariance sums, in place
+    r.div_(torch.outer(var_x.clamp(min=0), var_y.clamp(min=0)).sqrt_())
+    r[var_x <= 1e-12 * n] = torch.nan
+    r[:, var_y <= 1e-12 * n] = torch.nan
+    return r.numpy(), n
+
+
+def rows_per_block(n_b: int, memory_budget_bytes: int) -> int:
+    """Rows of A per pass: the x y sums (turned into the correlations in place), one temporary
+    of the same size while they are, and the masked copy taken of each finished block make at
+    most four float64 matrices of rows x n_B."""
+    return max(1, memory_budget_bytes // (4 * 8 * n_b))
+
+
+@dataclass
+class BestCorrelations:
+    """Per neuron of A: its highest correlation with any neuron of B, and which one."""
+
+    max_corr: np.ndarray  # (n_A,) float64, NaN for a constant neuron of A
+    argmax: np.ndarray  # (n_A,) int64 column of B, -1 when undefined
+    n_tokens: int
+    passes: int
+
+
+def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes: int,
+                      progress: Callable[[int, int], None] | None = None) -> BestCorrelations:
+    """The best correlation of every neuron of A over all neurons of B, in blocks of rows of A
+    whose float64 working set stays within `memory_budget_bytes`."""
+    step = rows_per_block(n_b, memory_budget_bytes)
+    passes = math.ceil(n_a / step)
+    best = np.full(n_a, np.nan)
+    arg = np.full(n_a, -1, dtype=np.int64)
+    n_tokens = 0
+    for p, start in enumerate(range(0, n_a, step)):
+        block, n_tokens = correlation_block(batches, slice(start, min(n_a, start + step)), n_b)
+        defined = ~np.all(np.isnan(block), axis=1)
+        filled = np.where(np.isnan(block), -np.inf, block)
+        rows = np.arange(start, start + block.shape[0])
+        arg[rows[defined]] = filled[defined].argmax(axis=1)
+        best[rows[defined]] = filled[defined].max(axis=1)
+        if progress:
+            progress(p + 1, passes)
+    return BestCorrelations(best, arg, n_tokens, passes)

@@ -19,7 +19,7 @@ from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
 from extract.activations import (SITE_MLP, encode, extract_aggregates, is_masked_lm,
-                                 load_bridge, site_hook_names, site_shape,
+                                 load_bridge, paired_activations, site_hook_names, site_shape,
                                  stream_mlp_activations, token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences, synthetic_corpus, text_corpus
@@ -31,6 +31,7 @@ from extract.probe_data import labelled_words, read_conll, token_classes, word_f
 from models.ablation import NeuronSet, ablate_clusters, choose_clusters
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
+from models.correlation import neuron_universality as universality_against
 from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
 from models.probing import run_lca
@@ -556,3 +557,45 @@ def cluster_positions_plot(context: dg.AssetExecutionContext,
                                   _read_mart(nwh, "stg_activation_clusters"),
                                   nwh.home_dir / "reports" / "cluster_positions.png")
     return dg.MaterializeResult(metadata=_png_metadata(path, "cluster positions"))
+
+
+@dg.asset(key=_key("neuron_universality"), deps=[_key("corpus")],
+          partitions_def=checkpoints_partitions, group_name="universality",
+          kinds={"python", "parquet"},
+          description="Universal neurons (Gurnee et al.): for every MLP neuron of the checkpoint "
+                      "and every other model (another seed, its newest checkpoint), the best "
+                      "Pearson correlation with any of its neurons over the same tokens, which "
+                      "neuron that is, and the best correlation after rotating the other model's "
+                      "neuron basis by a random orthogonal matrix per layer (the baseline).")
+def neuron_universality(context: dg.AssetExecutionContext,
+                        nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.universality
+    frames = []
+    if study.runs_universality:
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
+        n_layers, width = site_shape(bridge, SITE_MLP)
+        train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")[:cfg.max_sentences]
+        for folder in cfg.other_models:
+            name, path = find_checkpoints(folder)[-1]
+            other = load_bridge(path, study.extraction.trust_pickle_checkpoints)
+            if site_shape(other, SITE_MLP) != (n_layers, width):
+                raise dg.Failure(f"universality: {folder!r} has {site_shape(other, SITE_MLP)} MLP "
+                                 f"neurons (layers, width), the study's model {(n_layers, width)}")
+            label = Path(folder).name
+            context.log.info(f"correlating {n_layers * width} neurons with {label}/{name} over "
+                             f"{len(train)} sentences")
+            df = universality_against(
+                paired_activations(bridge, other, train, SITE_MLP, study.extraction.batch_size),
+                n_layers, width, cfg.memory_budget_mb * 2**20, cfg.seed,
+                _progress(context, f"correlation with {label}", "passes", 1))
+            frames.append(df.with_columns(pl.lit(label).alias("other_model")))
+    df = (pl.concat(frames).with_columns(pl.lit(SITE_MLP).alias("site"),
+                                         pl.lit(cfg.threshold).alias("threshold"))
+          if frames else pl.DataFrame(schema=lake.SCHEMAS["neuron_universality"]))
+    path = lake.write_table(nwh.lake, "neuron_universality", df, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df), "other_models": len(frames),
+        "preview": _preview(df.sort("best_corr", descending=True, nulls_last=True), 10)})

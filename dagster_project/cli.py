@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="train the demo model if needed and build the whole warehouse")
     p = sub.add_parser("train", help="train the demo GPT-2 and save checkpoint-<step> folders")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
+                   help="several seeds on the same data, e.g. 0,1,2 (universal neurons): one "
+                        "folder <out>-seed<s> each (default out: <home>/checkpoints/demo)")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--n-sentences", type=int, default=4000)
     p.add_argument("--out", type=Path, help="output folder (default: <home>/checkpoints/demo)")
@@ -205,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             demo(home)
         elif args.command == "train":
-            train(home, args.out, args.seed, args.steps, args.n_sentences, args.save_every)
+            out = args.out or home / "checkpoints" / "demo"
+            for seed in args.seeds or [args.seed]:
+                train(home, out.with_name(f"{out.name}-seed{seed}") if args.seeds else out, seed,
+                      args.steps, args.n_sentences, args.save_every)
         elif args.command == "run":
             run(home, args.config, args.checkpoint)
         elif args.command == "query":

@@ -16,6 +16,7 @@ from extract.checkpoints import find_checkpoints
 MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts")
 PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
                 "probe_neuron_ranking", "probe_label_ranking")
+UNIVERSALITY_TABLES = ("neuron_universality",)
 ACTIVATION_CLUSTER_TABLES = ("activation_clusters", "activation_cluster_distances",
                              "activation_cluster_tokens", "token_classes", "activation_ablations")
 
@@ -55,11 +56,13 @@ def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
 
 def selection_for(study: StudyConfig) -> dg.AssetSelection:
     """Everything, minus the corpus and activation tables when the study runs no model, and
-    minus the probing and activation-cluster tables when it has nothing to probe or cluster (the
+    minus the probing, activation-cluster and universality tables when it has nothing to probe,
+    cluster or compare (the
     sensor's job runs them anyway; they then write empty partitions)."""
     skipped = [*([] if study.needs_model else MODEL_TABLES),
                *([] if study.runs_probing else PROBE_TABLES),
-               *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES)]
+               *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES),
+               *([] if study.runs_universality else UNIVERSALITY_TABLES)]
     return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in skipped])
 
 

@@ -147,6 +147,18 @@ class ActivationClustersConfig:
 
 
 @dataclass(frozen=True)
+class UniversalityConfig:
+    """The universal-neurons study (Gurnee et al.): the study's model against other models
+    trained from other seeds on the same data (each a folder of checkpoints; its newest is used)."""
+
+    other_models: list[str] = field(default_factory=list)  # empty: the study does not run
+    max_sentences: int = 1000  # first sentences of the train split, the same tokens for all
+    threshold: float = 0.5  # universal when excess_corr is above it (the paper's)
+    memory_budget_mb: int = 1024  # float64 working set of the blocked correlation
+    seed: int = 0  # of the random rotations of the baseline
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     model: str
     checkpoints: str | None = None
@@ -158,6 +170,7 @@ class StudyConfig:
     clustering: ClusteringConfig = ClusteringConfig()
     probing: ProbingConfig = ProbingConfig()
     activation_clusters: ActivationClustersConfig = ActivationClustersConfig()
+    universality: UniversalityConfig = UniversalityConfig()
 
     @property
     def needs_model(self) -> bool:
@@ -174,6 +187,11 @@ class StudyConfig:
                 and (p.labels == "conll" or self.corpus.kind == "synthetic"))
 
     @property
+    def runs_universality(self) -> bool:
+        """Whether the universal-neurons asset runs: a model and at least one other model."""
+        return self.needs_model and bool(self.universality.other_models)
+
+    @property
     def runs_activation_clusters(self) -> bool:
         """Whether the activation-clusters assets run: a model, and the study enabled."""
         return self.needs_model and self.activation_clusters.enabled
@@ -182,7 +200,7 @@ class StudyConfig:
 _SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
              "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
              "clustering": ClusteringConfig, "probing": ProbingConfig,
-             "activation_clusters": ActivationClustersConfig}
+             "activation_clusters": ActivationClustersConfig, "universality": UniversalityConfig}
 _CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
             ("explanations", "source"): ("local", "table", "openai"),
             ("clustering", "noise"): NOISE_CHOICES,
@@ -332,6 +350,10 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
     _check_probing(study.probing)
     _check_extraction(study.extraction)
     _check_activation_clusters(study.activation_clusters, study.extraction)
+    u = study.universality
+    if u.max_sentences < 1 or u.memory_budget_mb < 1 or not -1 <= u.threshold <= 2:
+        raise StudyConfigError("study config: universality.max_sentences and memory_budget_mb "
+                               "must be >= 1 and threshold an excess correlation in [-1, 2]")
     _check_clustering(study.clustering)
     return StudyConfig(
         **{**{f.name: getattr(study, f.name) for f in fields(StudyConfig)},
@@ -341,7 +363,10 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
            "explanations": ExplanationsConfig(**{**study.explanations.__dict__,
                                                  "path": _resolve(base_dir, study.explanations.path)}),
            "probing": ProbingConfig(**{**study.probing.__dict__,
-                                       "path": _resolve(base_dir, study.probing.path)})})
+                                       "path": _resolve(base_dir, study.probing.path)}),
+           "universality": UniversalityConfig(**{
+               **study.universality.__dict__,
+               "other_models": [_resolve(base_dir, p) for p in study.universality.other_models]})})
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -353,3 +353,21 @@ def extract_aggregates(
         frames["top_contexts"].append(agg.top_contexts_frame(n_layers, context_of, site))
     return ExtractionResult(**{name: pl.concat(dfs) for name, dfs in frames.items()},
                             shapes=shapes)
+
+
+def paired_activations(bridge_a, bridge_b, sentences: Sequence[tuple[int, str]],
+                       site: str = SITE_MLP, batch_size: int = 32
+                       ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """A function returning a fresh iterator of (activations of A, activations of B) on the same
+    real tokens of `sentences` (padding and special tokens excluded), for streaming
+    correlations that take several passes. Raises ValueError, naming the sentence, when the two
+    checkpoints tokenize a sentence differently."""
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        stream_b = stream_activations(bridge_b, sentences, (site,), batch_size)
+        for a, b in zip(stream_activations(bridge_a, sentences, (site,), batch_size), stream_b):
+            if not torch.equal(a[site].token_ids, b[site].token_ids):
+                sid = int(a[site].sentence_ids[0]) if len(a[site].sentence_ids) else -1
+                raise ValueError(f"the two checkpoints tokenize the corpus differently (batch "
+                                 f"starting at sentence {sid}); correlations need the same tokens")
+            yield a[site].acts, b[site].acts
+    return batches

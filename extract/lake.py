@@ -127,6 +127,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "n_sentences": pl.Int64, "n_targets": pl.Int64, "loss_base": pl.Float64,
         "loss_ablated": pl.Float64,
     },
+    "neuron_universality": {
+        "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "other_model": pl.Utf8,
+        "n_tokens": pl.Int64, "best_corr": pl.Float64, "best_layer": pl.Int64,
+        "best_neuron": pl.Int64, "baseline_corr": pl.Float64, "threshold": pl.Float64,
+    },
 }
 
 # Tables keyed by model only (they do not depend on a checkpoint).

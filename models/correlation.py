@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import torch
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
@@ -104,3 +105,34 @@ def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes:
         if progress:
             progress(p + 1, passes)
     return BestCorrelations(best, arg, n_tokens, passes)
+
+
+def rotated(batches: Batches, n_layers: int, width: int, seed: int) -> Batches:
+    """`batches` with B's activations rotated by one seeded random orthogonal matrix per layer."""
+    rng = np.random.default_rng(seed)
+    rotations = [torch.from_numpy(random_rotation(width, rng)).float() for _ in range(n_layers)]
+
+    def rotated_batches():
+        for x, y in batches():
+            yield x, rotate_layers(y, rotations)
+    return rotated_batches
+
+
+def neuron_universality(batches: Batches, n_layers: int, width: int, memory_budget_bytes: int,
+                        seed: int = 0, progress: Callable[[int, int], None] | None = None
+                        ) -> pl.DataFrame:
+    """Per neuron of A (n_layers x width, the same shape as B): its best correlation with any
+    neuron of B (and which), and its best correlation with B's rotated basis (the baseline)."""
+    best = best_correlations(batches, n_layers * width, n_layers * width, memory_budget_bytes,
+                             progress)
+    base = best_correlations(rotated(batches, n_layers, width, seed), n_layers * width,
+                             n_layers * width, memory_budget_bytes, progress)
+    j = np.arange(n_layers * width)
+    defined = pl.col("best_corr").is_not_null()
+    return pl.DataFrame({
+        "layer": j // width, "neuron": j % width, "n_tokens": best.n_tokens,
+        "best_corr": best.max_corr, "best_layer": best.argmax // width,
+        "best_neuron": best.argmax % width, "baseline_corr": base.max_corr,
+    }).with_columns(pl.col("best_corr", "baseline_corr").fill_nan(None)).with_columns(
+        pl.when(defined).then(pl.col("best_layer")).alias("best_layer"),
+        pl.when(defined).then(pl.col("best_neuron")).alias("best_neuron"))

@@ -37,6 +37,20 @@ def tiny_checkpoints(tmp_path_factory, tiny_corpus) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_seed_checkpoints(tmp_path_factory, tiny_corpus) -> list[Path]:
+    """Folders tiny-seed1 and tiny-seed2: the tiny model trained from two more seeds on the same
+    data (the universal-neurons study compares them with the seed-0 model)."""
+    from dataclasses import replace
+
+    root = tmp_path_factory.mktemp("seeds")
+    for seed in (1, 2):
+        train_demo_model([t for _, t in sentences(tiny_corpus, "train")],
+                         [t for _, t in sentences(tiny_corpus, "heldout")], root / f"tiny-seed{seed}",
+                         replace(TINY, seed=seed, save_steps=()))
+    return [root / "tiny-seed1", root / "tiny-seed2"]
+
+
 def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
     study = {
         "model": "tiny",
@@ -102,8 +116,11 @@ def run_tiny_study(home, study_file, checkpoint=None):
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory, tiny_checkpoints):
-    """(home, study file, outcome) of the tiny study materialized once for the session."""
+def built(tmp_path_factory, tiny_checkpoints, tiny_seed_checkpoints):
+    """(home, study file, outcome) of the tiny study, with universality against two more seeds,
+    materialized once for the session."""
     home = tmp_path_factory.mktemp("home")
-    study_file = write_study(tmp_path_factory.mktemp("study"), tiny_checkpoints)
+    study_file = write_study(tmp_path_factory.mktemp("study"), tiny_checkpoints,
+                             universality={"other_models": [str(p) for p in tiny_seed_checkpoints],
+                                           "max_sentences": 200})
     return home, study_file, run_tiny_study(home, study_file)

@@ -15,7 +15,8 @@ MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_s
          "fct_cluster_sizes", "fct_min_variance_clusters", "dim_neurons", "fct_probe_accuracy", "fct_probe_selectivity",
          "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons",
          "fct_activation_cluster_distances", "fct_ablation_summary", "fct_ablation_by_configuration",
-         "fct_cluster_concept_purity", "fct_concept_purity_summary"]
+         "fct_cluster_concept_purity", "fct_concept_purity_summary", "fct_neuron_universality",
+         "fct_universal_neurons_by_layer"]
 
 
 def _query(home, sql):

@@ -1,0 +1,39 @@
+"""Universal neurons on the tiny model against two more seeds, through the warehouse."""
+
+import duckdb
+import numpy as np
+
+from extract import lake
+
+
+def _query(home, sql):
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(sql).pl()
+
+
+def test_every_neuron_is_compared_with_both_other_seeds(built):
+    home, _, _ = built
+    u = _query(home, "select * from fct_neuron_universality")
+    assert u.height == 2 * 64
+    assert set(u["n_other_models"]) == {2}
+    assert (u["n_tokens"] > 1000).all()
+    assert u["kurtosis"].is_not_null().all()
+    by_layer = _query(home, "select * from fct_universal_neurons_by_layer order by layer")
+    assert by_layer["n_neurons"].to_list() == [64, 64]
+    assert by_layer["n_universal"].sum() == u["is_universal"].sum()
+
+
+def test_trained_seeds_share_neurons_beyond_the_rotated_baseline(built):
+    """Models trained on the same data from different seeds correlate better neuron to neuron
+    than with a randomly rotated basis of the same activations."""
+    home, _, _ = built
+    u = _query(home, "select mean_corr, mean_baseline, excess_corr from fct_neuron_universality")
+    assert u["mean_corr"].mean() > u["mean_baseline"].mean()
+    np.testing.assert_allclose(u["excess_corr"], u["mean_corr"] - u["mean_baseline"], atol=1e-12)
+
+
+def test_best_match_is_a_real_neuron_of_the_other_model(built):
+    home, _, _ = built
+    raw = lake.read_table(home / "lake", "neuron_universality", "tiny", "checkpoint-120")
+    assert set(raw["other_model"]) == {"tiny-seed1", "tiny-seed2"}
+    assert raw["best_layer"].is_between(0, 1).all() and raw["best_neuron"].is_between(0, 63).all()

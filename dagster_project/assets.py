@@ -31,6 +31,7 @@ from extract.probe_data import labelled_words, read_conll, token_classes, word_f
 from models.ablation import NeuronSet, ablate_clusters, choose_clusters
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
+from models.correlation import neuron_stability as stability_against
 from models.correlation import neuron_universality as universality_against
 from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
@@ -599,3 +600,38 @@ def neuron_universality(context: dg.AssetExecutionContext,
     return dg.MaterializeResult(metadata={
         "path": str(path), "dagster/row_count": len(df), "other_models": len(frames),
         "preview": _preview(df.sort("best_corr", descending=True, nulls_last=True), 10)})
+
+
+@dg.asset(key=_key("neuron_stability"), deps=[_key("corpus")],
+          partitions_def=checkpoints_partitions, group_name="universality",
+          kinds={"python", "parquet"},
+          description="Checkpoint dynamics: for every MLP neuron, its activation correlation "
+                      "with the same neuron (layer and index) at the previous checkpoint of the "
+                      "run, and with its best match there, over the same tokens (streaming, "
+                      "blocked like the universality correlations). Empty for the first "
+                      "checkpoint.")
+def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.universality
+    names = [name for name, _ in find_checkpoints(study.checkpoints)] if study.needs_model else []
+    previous = names[names.index(checkpoint) - 1] if checkpoint in names[1:] else None
+    df = pl.DataFrame(schema=lake.SCHEMAS["neuron_stability"])
+    if previous is None:
+        context.log.info(f"no checkpoint before {checkpoint!r}: nothing to compare with")
+    else:
+        trust = study.extraction.trust_pickle_checkpoints
+        bridge = load_bridge(checkpoint_folder(study, checkpoint), trust)
+        before = load_bridge(checkpoint_folder(study, previous), trust)
+        n_layers, width = site_shape(bridge, SITE_MLP)
+        train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")[:cfg.max_sentences]
+        context.log.info(f"correlating {n_layers * width} neurons with {previous}")
+        df = stability_against(
+            paired_activations(bridge, before, train, SITE_MLP, study.extraction.batch_size),
+            n_layers, width, cfg.memory_budget_mb * 2**20,
+            _progress(context, f"correlation with {previous}", "passes", 1)
+        ).with_columns(pl.lit(SITE_MLP).alias("site"), pl.lit(previous).alias("previous_checkpoint"))
+    path = lake.write_table(nwh.lake, "neuron_stability", df, model, checkpoint)
+    return dg.MaterializeResult(metadata={
+        "path": str(path), "dagster/row_count": len(df), "previous_checkpoint": previous or "none",
+        "mean_self_corr": float(df["self_corr"].mean()) if len(df) else float("nan")})

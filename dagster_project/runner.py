@@ -13,7 +13,8 @@ from dagster_project.partitions import checkpoints_partitions, partition_key
 from dagster_project.study import StudyConfig
 from extract.checkpoints import find_checkpoints
 
-MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts")
+MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts",
+                "neuron_stability")
 PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
                 "probe_neuron_ranking", "probe_label_ranking")
 UNIVERSALITY_TABLES = ("neuron_universality",)

@@ -132,6 +132,10 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "n_tokens": pl.Int64, "best_corr": pl.Float64, "best_layer": pl.Int64,
         "best_neuron": pl.Int64, "baseline_corr": pl.Float64, "threshold": pl.Float64,
     },
+    "neuron_stability": {
+        "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "previous_checkpoint": pl.Utf8,
+        "n_tokens": pl.Int64, "self_corr": pl.Float64, "best_corr": pl.Float64,
+    },
 }
 
 # Tables keyed by model only (they do not depend on a checkpoint).

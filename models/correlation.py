@@ -82,6 +82,7 @@ class BestCorrelations:
 
     max_corr: np.ndarray  # (n_A,) float64, NaN for a constant neuron of A
     argmax: np.ndarray  # (n_A,) int64 column of B, -1 when undefined
+    same_index: np.ndarray  # (n_A,) correlation with B's neuron of the same index (NaN if none)
     n_tokens: int
     passes: int
 
@@ -93,6 +94,7 @@ def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes:
     step = rows_per_block(n_b, memory_budget_bytes)
     passes = math.ceil(n_a / step)
     best = np.full(n_a, np.nan)
+    same = np.full(n_a, np.nan)
     arg = np.full(n_a, -1, dtype=np.int64)
     n_tokens = 0
     for p, start in enumerate(range(0, n_a, step)):
@@ -100,11 +102,13 @@ def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes:
         defined = ~np.all(np.isnan(block), axis=1)
         filled = np.where(np.isnan(block), -np.inf, block)
         rows = np.arange(start, start + block.shape[0])
+        paired = rows[rows < n_b]
+        same[paired] = block[paired - start, paired]
         arg[rows[defined]] = filled[defined].argmax(axis=1)
         best[rows[defined]] = filled[defined].max(axis=1)
         if progress:
             progress(p + 1, passes)
-    return BestCorrelations(best, arg, n_tokens, passes)
+    return BestCorrelations(best, arg, same, n_tokens, passes)
 
 
 def rotated(batches: Batches, n_layers: int, width: int, seed: int) -> Batches:
@@ -136,3 +140,15 @@ def neuron_universality(batches: Batches, n_layers: int, width: int, memory_budg
     }).with_columns(pl.col("best_corr", "baseline_corr").fill_nan(None)).with_columns(
         pl.when(defined).then(pl.col("best_layer")).alias("best_layer"),
         pl.when(defined).then(pl.col("best_neuron")).alias("best_neuron"))
+
+
+def neuron_stability(batches: Batches, n_layers: int, width: int, memory_budget_bytes: int,
+                     progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """Per neuron of a checkpoint (A) against the previous checkpoint of the same run (B): the
+    correlation with its own earlier self (same layer and index) and with its best match."""
+    best = best_correlations(batches, n_layers * width, n_layers * width, memory_budget_bytes,
+                             progress)
+    j = np.arange(n_layers * width)
+    return pl.DataFrame({"layer": j // width, "neuron": j % width, "n_tokens": best.n_tokens,
+                         "self_corr": best.same_index, "best_corr": best.max_corr}
+                        ).with_columns(pl.col("self_corr", "best_corr").fill_nan(None))

@@ -37,3 +37,23 @@ def test_best_match_is_a_real_neuron_of_the_other_model(built):
     raw = lake.read_table(home / "lake", "neuron_universality", "tiny", "checkpoint-120")
     assert set(raw["other_model"]) == {"tiny-seed1", "tiny-seed2"}
     assert raw["best_layer"].is_between(0, 1).all() and raw["best_neuron"].is_between(0, 63).all()
+
+
+def test_training_dynamics_follow_the_checkpoints_of_a_run(tmp_path, tiny_checkpoints):
+    """Both checkpoints of the tiny run materialized: one row per step, the later one with the
+    neurons' correlation to their earlier selves."""
+    from tests.conftest import run_tiny_study, write_study
+
+    study = write_study(tmp_path, tiny_checkpoints, probing={"enabled": False},
+                        activation_clusters={"enabled": False})
+    home = tmp_path / "home"
+    for checkpoint in ("checkpoint-40", "checkpoint-120"):
+        assert run_tiny_study(home, study, checkpoint).success
+    dynamics = _query(home, "select * from fct_training_dynamics order by step")
+    assert dynamics["step"].to_list() == [40, 120]
+    assert dynamics["kmeans_gini_excess"].is_not_null().all()
+    assert dynamics["mean_self_corr"][0] is None
+    assert 0 < dynamics["mean_self_corr"][1] <= 1
+    stability = _query(home, "select * from stg_neuron_stability")
+    assert stability.height == 2 * 64 and set(stability["previous_checkpoint"]) == {"checkpoint-40"}
+    assert (stability["best_corr"] >= stability["self_corr"] - 1e-9).all()

@@ -43,6 +43,8 @@ def test_blocked_equals_unblocked_equals_numpy():
     assert blocked.passes == 4
     np.testing.assert_allclose(blocked.max_corr, full.max(axis=1), atol=1e-6)
     np.testing.assert_array_equal(blocked.argmax, full.argmax(axis=1))
+    np.testing.assert_allclose(blocked.same_index[:9], np.diag(full), atol=1e-6)
+    assert np.isnan(blocked.same_index[9:]).all()  # A has 12 neurons, B only 9
 
 
 def test_a_constant_neuron_has_no_correlation():

@@ -19,19 +19,22 @@ from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
 from extract.activations import (SITE_MLP, encode, extract_aggregates, is_masked_lm,
-                                 load_bridge, paired_activations, site_hook_names, site_shape,
-                                 stream_mlp_activations, token_strings)
+                                 load_bridge, mlp_input_weight, paired_activations,
+                                 site_hook_names, site_shape, stream_mlp_activations,
+                                 token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences, synthetic_corpus, text_corpus
 from extract.embeddings import embed_texts, load_embedder
 from extract.explainer import explain_neurons, score_explanations
 from extract.explanation_sources import read_explanation_table
 from extract.openai_explanations import read_openai_explanations
-from extract.probe_data import labelled_words, read_conll, token_classes, word_features
-from models.ablation import NeuronSet, ablate_clusters, choose_clusters
+from extract.probe_data import (labelled_words, read_conll, token_classes, tokens_by_class,
+                                word_features)
+from models.ablation import NeuronSet, ablate_clusters, choose_clusters, eval_set, target_losses
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
 from models.correlation import neuron_stability as stability_against
+from models.modularity import bipartite_spectral_clusters, effective_circuit_size, enmeshment
 from models.correlation import neuron_universality as universality_against
 from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
@@ -635,3 +638,98 @@ def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.
     return dg.MaterializeResult(metadata={
         "path": str(path), "dagster/row_count": len(df), "previous_checkpoint": previous or "none",
         "mean_self_corr": float(df["self_corr"].mean()) if len(df) else float("nan")})
+
+
+_MODULARITY_OUTPUTS = {
+    "enmeshment": "Enmeshment / clusterability E (Golechha et al., Sec. 2) of every MLP weight "
+                  "matrix (mlp_in: d_model x d_mlp, mlp_out: d_mlp x d_model) split into k "
+                  "bipartite clusters by BSGC (Algorithm 1): the share of squared weight mass "
+                  "inside matched clusters.",
+    "cluster_class_effect": "Cluster ON/OFF (Sec. 3.1): for the chosen layer's effect_k MLP "
+                            "neuron clusters and each semantic class of the corpus, the loss on "
+                            "that class's tokens unablated, with the cluster zero-ablated (OFF) "
+                            "and with every other cluster zero-ablated (ON).",
+    "effective_circuit_size": "Effective circuit size (Sec. 3.2): per semantic class, the "
+                              "fraction of the chosen layer's MLP input weights left by "
+                              "iterative magnitude pruning while the class's loss stays within "
+                              "the tolerance.",
+}
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(_key(table), deps=[_key("corpus")], group_name="modularity",
+                        kinds={"python", "parquet"}, description=text)
+           for table, text in _MODULARITY_OUTPUTS.items()],
+    partitions_def=checkpoints_partitions,
+    can_subset=False,
+)
+def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """BSGC and enmeshment of every MLP layer; ON/OFF and circuit size per class for one layer."""
+    study = _study_for(context, nwh)
+    model, checkpoint = _partition(context)
+    cfg = study.modularity
+    frames = {t: pl.DataFrame(schema=lake.SCHEMAS[t]) for t in _MODULARITY_OUTPUTS}
+    if study.runs_modularity:
+        bridge = load_bridge(checkpoint_folder(study, checkpoint),
+                             study.extraction.trust_pickle_checkpoints)
+        n_layers = bridge.cfg.n_layers
+        rows = []
+        for layer in range(n_layers):
+            for matrix, w in (("mlp_in", bridge.W_in[layer]), ("mlp_out", bridge.W_out[layer])):
+                w = w.detach().double().numpy()
+                for k in cfg.ks:
+                    u, v = bipartite_spectral_clusters(np.abs(w), k, cfg.seed)
+                    rows.append({"layer": layer, "matrix": matrix, "k": k,
+                                 "enmeshment": enmeshment(w, u, v)})
+        frames["enmeshment"] = pl.DataFrame(rows)
+        layer = n_layers // 2 if cfg.layer is None else cfg.layer
+        if not 0 <= layer < n_layers:
+            raise dg.Failure(f"modularity.layer {layer} is not a layer of the model (0.."
+                             f"{n_layers - 1})")
+        corpus = lake.read_table(nwh.lake, "corpus", model)
+        classes = tokens_by_class(token_classes(bridge.tokenizer, corpus))
+        if classes:
+            frames.update(_class_effects(context, bridge, layer, classes, corpus, cfg))
+    for table, df in frames.items():
+        path = lake.write_table(nwh.lake, table, df, model, checkpoint)
+        yield dg.MaterializeResult(asset_key=_key(table), metadata={
+            "path": str(path), "dagster/row_count": len(df), "preview": _preview(df, 10)})
+
+
+def _class_effects(context, bridge, layer: int, classes: dict[str, set[int]], corpus, cfg
+                   ) -> dict[str, pl.DataFrame]:
+    tok, masked = bridge.tokenizer, is_masked_lm(bridge)
+    heldout = [encode(tok, t)[: bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
+    _, cols = bipartite_spectral_clusters(np.abs(bridge.W_in[layer].detach().double().numpy()),
+                                          cfg.effect_k, cfg.seed)
+    hooks, width = site_hook_names(SITE_MLP, bridge.cfg.n_layers), bridge.cfg.d_mlp
+    empty = NeuronSet(np.array([], int), np.array([], int))
+    weight, _ = mlp_input_weight(bridge, layer)
+    effects, circuits = [], []
+    for i, (cls, tokens) in enumerate(sorted(classes.items())):
+        data = eval_set(heldout, tokens, tok.pad_token_id or 0, cfg.max_sentences, not masked)
+        if data is None:
+            continue
+        runs = [empty]
+        for c in range(cfg.effect_k):
+            inside = np.flatnonzero(cols == c)
+            outside = np.flatnonzero(cols != c)
+            runs += [NeuronSet(np.full(len(inside), layer), inside),
+                     NeuronSet(np.full(len(outside), layer), outside)]
+        losses = target_losses(bridge, hooks, width, data, runs, masked, tok.mask_token_id)
+        effects += [{"layer": layer, "k": cfg.effect_k, "cluster_id": c, "semantic_class": cls,
+                     "n_neurons": int((cols == c).sum()), "n_sentences": data.ids.shape[0],
+                     "n_targets": data.n_targets, "loss_base": losses[0],
+                     "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
+                    for c in range(cfg.effect_k)]
+        fraction, base, pruned = effective_circuit_size(
+            weight, lambda: target_losses(bridge, hooks, width, data, [empty], masked,
+                                          tok.mask_token_id)[0], cfg.tolerance, cfg.prune_step)
+        circuits.append({"layer": layer, "semantic_class": cls, "n_weights": weight.numel(),
+                         "fraction_left": fraction, "loss_base": base, "loss_pruned": pruned,
+                         "tolerance": cfg.tolerance})
+        context.log.info(f"class {cls} ({i + 1}/{len(classes)}): circuit {fraction:.1%} of "
+                         f"layer {layer}'s MLP input weights")
+    return {"cluster_class_effect": pl.DataFrame(effects, schema=lake.SCHEMAS["cluster_class_effect"]),
+            "effective_circuit_size": pl.DataFrame(circuits,
+                                                   schema=lake.SCHEMAS["effective_circuit_size"])}

@@ -18,6 +18,7 @@ MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_co
 PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
                 "probe_neuron_ranking", "probe_label_ranking")
 UNIVERSALITY_TABLES = ("neuron_universality",)
+MODULARITY_TABLES = ("enmeshment", "cluster_class_effect", "effective_circuit_size")
 ACTIVATION_CLUSTER_TABLES = ("activation_clusters", "activation_cluster_distances",
                              "activation_cluster_tokens", "token_classes", "activation_ablations")
 
@@ -63,7 +64,8 @@ def selection_for(study: StudyConfig) -> dg.AssetSelection:
     skipped = [*([] if study.needs_model else MODEL_TABLES),
                *([] if study.runs_probing else PROBE_TABLES),
                *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES),
-               *([] if study.runs_universality else UNIVERSALITY_TABLES)]
+               *([] if study.runs_universality else UNIVERSALITY_TABLES),
+               *([] if study.runs_modularity else MODULARITY_TABLES)]
     return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in skipped])
 
 

@@ -159,6 +159,21 @@ class UniversalityConfig:
 
 
 @dataclass(frozen=True)
+class ModularityConfig:
+    """The modularity study (Golechha et al.): BSGC and enmeshment of every MLP weight matrix for
+    each k; cluster ON/OFF and effective circuit size per semantic class for one layer."""
+
+    enabled: bool = True
+    ks: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8])
+    layer: int | None = None  # ON/OFF and circuit size: null = the middle layer (n_layers // 2)
+    effect_k: int = 4  # clusters of that layer for ON/OFF (the paper's 4)
+    max_sentences: int = 32  # held-out sequences per semantic class
+    tolerance: float = 0.1  # circuit size: relative loss increase allowed while pruning
+    prune_step: float = 0.1  # share of the remaining weights pruned per round
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     model: str
     checkpoints: str | None = None
@@ -171,6 +186,7 @@ class StudyConfig:
     probing: ProbingConfig = ProbingConfig()
     activation_clusters: ActivationClustersConfig = ActivationClustersConfig()
     universality: UniversalityConfig = UniversalityConfig()
+    modularity: ModularityConfig = ModularityConfig()
 
     @property
     def needs_model(self) -> bool:
@@ -192,6 +208,11 @@ class StudyConfig:
         return self.needs_model and bool(self.universality.other_models)
 
     @property
+    def runs_modularity(self) -> bool:
+        """Whether the modularity assets run: a model, and the study enabled."""
+        return self.needs_model and self.modularity.enabled
+
+    @property
     def runs_activation_clusters(self) -> bool:
         """Whether the activation-clusters assets run: a model, and the study enabled."""
         return self.needs_model and self.activation_clusters.enabled
@@ -200,7 +221,8 @@ class StudyConfig:
 _SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
              "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
              "clustering": ClusteringConfig, "probing": ProbingConfig,
-             "activation_clusters": ActivationClustersConfig, "universality": UniversalityConfig}
+             "activation_clusters": ActivationClustersConfig, "universality": UniversalityConfig,
+             "modularity": ModularityConfig}
 _CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
             ("explanations", "source"): ("local", "table", "openai"),
             ("clustering", "noise"): NOISE_CHOICES,
@@ -350,6 +372,13 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
     _check_probing(study.probing)
     _check_extraction(study.extraction)
     _check_activation_clusters(study.activation_clusters, study.extraction)
+    m = study.modularity
+    if not m.ks or min(m.ks) < 2 or m.effect_k < 2 or m.max_sentences < 1:
+        raise StudyConfigError("study config: modularity.ks and effect_k must be >= 2 and "
+                               "max_sentences >= 1")
+    if not 0 < m.prune_step < 1 or m.tolerance <= 0:
+        raise StudyConfigError("study config: modularity.prune_step must be in (0, 1) and "
+                               "tolerance > 0")
     u = study.universality
     if u.max_sentences < 1 or u.memory_budget_mb < 1 or not -1 <= u.threshold <= 2:
         raise StudyConfigError("study config: universality.max_sentences and memory_budget_mb "

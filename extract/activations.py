@@ -371,3 +371,16 @@ def paired_activations(bridge_a, bridge_b, sentences: Sequence[tuple[int, str]],
                                  f"starting at sentence {sid}); correlations need the same tokens")
             yield a[site].acts, b[site].acts
     return batches
+
+
+def mlp_input_weight(bridge, layer: int) -> tuple[torch.nn.Parameter, bool]:
+    """The checkpoint's own parameter behind the bridge's ``W_in[layer]`` (d_model x d_mlp), and
+    whether it is stored transposed (``nn.Linear``, as in BERT; GPT-2's Conv1D is not). Editing
+    it in place changes what the bridge computes."""
+    target = bridge.W_in[layer].detach()
+    for param in bridge.original_model.parameters():
+        if param.shape == target.shape and torch.equal(param.detach(), target):
+            return param, False
+        if param.shape == target.T.shape and torch.equal(param.detach(), target.T):
+            return param, True
+    raise ValueError(f"no parameter of the checkpoint holds the MLP input weights of layer {layer}")

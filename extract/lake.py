@@ -136,6 +136,19 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "previous_checkpoint": pl.Utf8,
         "n_tokens": pl.Int64, "self_corr": pl.Float64, "best_corr": pl.Float64,
     },
+    "enmeshment": {
+        "layer": pl.Int64, "matrix": pl.Utf8, "k": pl.Int64, "enmeshment": pl.Float64,
+    },
+    "cluster_class_effect": {
+        "layer": pl.Int64, "k": pl.Int64, "cluster_id": pl.Int64, "semantic_class": pl.Utf8,
+        "n_neurons": pl.Int64, "n_sentences": pl.Int64, "n_targets": pl.Int64,
+        "loss_base": pl.Float64, "loss_off": pl.Float64, "loss_on": pl.Float64,
+    },
+    "effective_circuit_size": {
+        "layer": pl.Int64, "semantic_class": pl.Utf8, "n_weights": pl.Int64,
+        "fraction_left": pl.Float64, "loss_base": pl.Float64, "loss_pruned": pl.Float64,
+        "tolerance": pl.Float64,
+    },
 }
 
 # Tables keyed by model only (they do not depend on a checkpoint).

@@ -205,3 +205,13 @@ def token_classes(tokenizer, corpus: pl.DataFrame, label: str = "semantic_class"
     return pl.DataFrame([(t, c, n) for (t, c), n in sorted(counts.items())],
                         schema={"token_id": pl.Int64, "semantic_class": pl.Utf8,
                                 "n_occurrences": pl.Int64}, orient="row")
+
+
+def tokens_by_class(classes: pl.DataFrame) -> dict[str, set[int]]:
+    """Token ids of each semantic class, each token under the class it occurs in most often
+    (ties: the alphabetically first), from a ``token_classes`` frame."""
+    majority = (classes.sort(["token_id", "n_occurrences", "semantic_class"],
+                             descending=[False, True, False])
+                .unique("token_id", keep="first"))
+    return {cls: set(group["token_id"].to_list())
+            for (cls,), group in majority.group_by("semantic_class")}

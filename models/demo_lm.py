@@ -19,6 +19,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from models.modularity import bipartite_spectral_clusters, enmeshment_loss
+
 SPECIAL = "<|endoftext|>"
 
 
@@ -38,6 +40,13 @@ class DemoModelConfig:
     warmup: int = 30
     save_steps: tuple[int, ...] = field(default_factory=lambda: (100, 300))
     seed: int = 0
+    # Training for modularity (Golechha et al., Sec. 3): after `modular_warmup` steps, split
+    # layer `modular_layer`'s MLP input weights into `modular_k` bipartite clusters (BSGC) and
+    # add modular_lambda * (1 - E) to the loss. None = plain training.
+    modular_layer: int | None = None
+    modular_k: int = 4
+    modular_lambda: float = 20.0
+    modular_warmup: int = 100
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -133,18 +142,25 @@ def train_demo_model(
     entropy = unigram_entropy([s[1:] for s in train])
     saves = sorted({s for s in config.save_steps if s < config.steps} | {config.steps})
     history, paths = [], []
+    clusters = None  # (rows, cols) of the modular layer's W_in, fixed after the warm-up
     for step in range(1, config.steps + 1):
         model.train()
         batch = [train[i] for i in rng.integers(0, len(train), config.batch_size)]
-        loss = lm_loss(model, *pad_batch(batch, pad))
+        loss = lm = lm_loss(model, *pad_batch(batch, pad))
+        if config.modular_layer is not None and step > config.modular_warmup:
+            w_in = model.transformer.h[config.modular_layer].mlp.c_fc.weight  # d_model x d_mlp
+            if clusters is None:
+                clusters = bipartite_spectral_clusters(w_in.detach().abs().numpy(),
+                                                       config.modular_k, config.seed)
+            loss = loss + config.modular_lambda * enmeshment_loss(w_in, *clusters)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         schedule.step()
-        history.append({"step": step, "loss": loss.item()})
+        history.append({"step": step, "loss": lm.item()})  # the LM loss, without the penalty
         if progress:
-            progress(step, config.steps, loss.item())
+            progress(step, config.steps, lm.item())
         if step in saves:
             state = {"global_step": step, "config": asdict(config),
                      "unigram_entropy": entropy,

@@ -16,7 +16,8 @@ MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_s
          "fct_probe_minimal_subset", "fct_probe_layer_distribution", "fct_probe_label_neurons",
          "fct_activation_cluster_distances", "fct_ablation_summary", "fct_ablation_by_configuration",
          "fct_cluster_concept_purity", "fct_concept_purity_summary", "fct_neuron_universality",
-         "fct_universal_neurons_by_layer", "fct_training_dynamics"]
+         "fct_universal_neurons_by_layer", "fct_training_dynamics", "fct_enmeshment",
+         "fct_cluster_class_effect", "fct_effective_circuit_size"]
 
 
 def _query(home, sql):

@@ -48,6 +48,13 @@ universal as (
     group by model, checkpoint
 ),
 
+modularity as (
+    select model, checkpoint, avg(enmeshment) as mean_enmeshment_k4
+    from {{ ref('fct_enmeshment') }}
+    where matrix = 'mlp_in' and k = 4
+    group by model, checkpoint
+),
+
 stability as (
     select model, checkpoint, avg(self_corr) as mean_self_corr
     from {{ ref('stg_neuron_stability') }}
@@ -66,7 +73,8 @@ select
     ablation.share_clusters_beating_random,
     purity.share_pure_clusters,
     universal.share_universal,
-    stability.mean_self_corr
+    stability.mean_self_corr,
+    modularity.mean_enmeshment_k4
 from checkpoints
 left join gini using (model, checkpoint)
 left join variance using (model, checkpoint)
@@ -75,3 +83,4 @@ left join ablation using (model, checkpoint)
 left join purity using (model, checkpoint)
 left join universal using (model, checkpoint)
 left join stability using (model, checkpoint)
+left join modularity using (model, checkpoint)

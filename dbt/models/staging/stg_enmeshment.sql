@@ -1,0 +1,9 @@
+select
+    cast(model as varchar) as model,
+    cast(checkpoint as varchar) as checkpoint,
+    cast(layer as bigint) as layer,
+    cast(matrix as varchar) as matrix,
+    cast(k as bigint) as k,
+    cast(enmeshment as double) as enmeshment
+from {{ source('lake', 'enmeshment') }}
+where model <> '_none'

@@ -1,0 +1,55 @@
+"""BSGC, enmeshment and pruning against hand-made matrices."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from models.modularity import (bipartite_spectral_clusters, effective_circuit_size, enmeshment,
+                               enmeshment_loss)
+
+
+def test_enmeshment_is_one_for_a_block_diagonal_matrix_with_matching_clusters():
+    w = np.zeros((4, 6))
+    w[:2, :3] = 1.0
+    w[2:, 3:] = 2.0
+    rows, cols = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1, 1, 1])
+    assert enmeshment(w, rows, cols) == 1.0
+    # swap one column's cluster: its squared mass (2 x 2^2 = 8 of 6 + 24 = 30) leaves
+    assert enmeshment(w, rows, np.array([0, 0, 0, 0, 1, 1])) == pytest.approx(22 / 30)
+    loss = enmeshment_loss(torch.tensor(w, requires_grad=True), rows, cols)
+    assert float(loss) == pytest.approx(0.0)
+
+
+def test_a_planted_two_block_matrix_is_recovered():
+    rng = np.random.default_rng(0)
+    rows_true = np.repeat([0, 1], [30, 20])
+    cols_true = np.repeat([0, 1], [40, 25])
+    w = rng.normal(0, 0.05, size=(50, 65))
+    w[_block(rows_true, cols_true)] += rng.normal(1.0, 0.2, size=_block(rows_true, cols_true).sum())
+    rows, cols = bipartite_spectral_clusters(np.abs(w), 2)
+    assert adjusted_rand_score(rows_true, rows) == 1.0
+    assert adjusted_rand_score(cols_true, cols) == 1.0
+    assert enmeshment(w, rows, cols) > 0.95  # the clusters are matched across the two sides
+
+
+def _block(rows, cols):
+    return rows[:, None] == cols[None, :]
+
+
+def test_enmeshment_loss_gradient_moves_mass_into_clusters():
+    w = torch.ones(4, 4, requires_grad=True)
+    rows = cols = np.array([0, 0, 1, 1])
+    enmeshment_loss(w, rows, cols).backward()
+    inside = torch.from_numpy(_block(rows, cols))
+    assert (w.grad[inside] < 0).all() and (w.grad[~inside] > 0).all()
+
+
+def test_effective_circuit_size_stops_before_the_loss_exceeds_the_tolerance():
+    w = torch.tensor([[5.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 4.0]])
+    # the "loss" grows when either of the two large weights is pruned
+    loss = lambda: 1.0 + float(10 - w[0, 0] - w[0, 9] - 1)  # noqa: E731
+    fraction, base, last = effective_circuit_size(w, loss, tolerance=0.1, step=0.1)
+    assert base == pytest.approx(1.0)
+    assert fraction == pytest.approx(0.2)  # eight small weights pruned one by one, the big two kept
+    assert w[0, 1] == pytest.approx(0.1)  # restored

@@ -57,8 +57,9 @@ def _print_progress(step: int, total: int, loss: float) -> None:
 
 
 def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
-          save_every: int | None = None) -> list[Path]:
-    """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders."""
+          save_every: int | None = None, modular: dict | None = None) -> list[Path]:
+    """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders; `modular`
+    (modular_layer, modular_k, modular_lambda, modular_warmup) adds the enmeshment loss."""
     from extract.corpus import sentences, synthetic_corpus
     from models.demo_lm import DemoModelConfig, train_demo_model
 
@@ -68,7 +69,7 @@ def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
     eval_texts = [t for _, t in sentences(corpus, "heldout")]
     saves = (range(save_every, steps, save_every) if save_every
              else (s for s in (steps // 6, steps // 2) if s > 0))
-    config = DemoModelConfig(seed=seed, steps=steps, save_steps=tuple(saves))
+    config = DemoModelConfig(seed=seed, steps=steps, save_steps=tuple(saves), **(modular or {}))
     print(f"training the demo GPT-2 ({config.n_layer} layers, d_model {config.d_model}, "
           f"d_mlp {config.d_mlp}) for {steps} steps into {out}", flush=True)
     paths = train_demo_model(train_texts, eval_texts, out, config, progress=_print_progress)
@@ -175,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: <home>/checkpoints/demo)")
     p.add_argument("--save-every", type=int,
                    help="save a checkpoint every N steps (default: at steps/6, steps/2 and the end)")
+    p.add_argument("--modular-layer", type=int,
+                   help="train for modularity (Golechha et al.): add lambda x (1 - enmeshment) "
+                        "of this layer's MLP input weights to the loss after the warm-up")
+    p.add_argument("--modular-k", type=int, default=4, help="bipartite clusters (default 4)")
+    p.add_argument("--modular-lambda", type=float, default=20.0, help="default 20 (the paper's)")
+    p.add_argument("--modular-warmup", type=int, default=100,
+                   help="plain steps before the clusters are fixed (default 100)")
     p = sub.add_parser("run", help="materialize the study described by a YAML file")
     p.add_argument("--config", required=True, help="study YAML file")
     p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
@@ -208,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             demo(home)
         elif args.command == "train":
-            out = args.out or home / "checkpoints" / "demo"
+            modular = None if args.modular_layer is None else {
+                "modular_layer": args.modular_layer, "modular_k": args.modular_k,
+                "modular_lambda": args.modular_lambda, "modular_warmup": args.modular_warmup}
+            out = args.out or home / "checkpoints" / ("demo-modular" if modular else "demo")
             for seed in args.seeds or [args.seed]:
                 train(home, out.with_name(f"{out.name}-seed{seed}") if args.seeds else out, seed,
-                      args.steps, args.n_sentences, args.save_every)
+                      args.steps, args.n_sentences, args.save_every, modular)
         elif args.command == "run":
             run(home, args.config, args.checkpoint)
         elif args.command == "query":

@@ -53,3 +53,31 @@ def test_effective_circuit_size_stops_before_the_loss_exceeds_the_tolerance():
     assert base == pytest.approx(1.0)
     assert fraction == pytest.approx(0.2)  # eight small weights pruned one by one, the big two kept
     assert w[0, 1] == pytest.approx(0.1)  # restored
+
+
+def test_training_with_the_enmeshment_loss_makes_the_layer_modular(tiny_corpus):
+    """The tiny model trained with lambda * (1 - E) on layer 1 after a warm-up ends with a
+    higher E at the same k than the same model trained plainly."""
+    from dataclasses import replace
+    import tempfile
+    from pathlib import Path
+
+    from transformers import GPT2LMHeadModel
+
+    from extract.corpus import sentences
+    from models.demo_lm import train_demo_model
+    from tests.conftest import TINY
+
+    train = [t for _, t in sentences(tiny_corpus, "train")]
+    heldout = [t for _, t in sentences(tiny_corpus, "heldout")]
+    scores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, config in (("plain", replace(TINY, save_steps=())),
+                             ("modular", replace(TINY, save_steps=(), modular_layer=1,
+                                                 modular_k=4, modular_warmup=40))):
+            [path] = train_demo_model(train, heldout, Path(tmp) / name, config)
+            w = GPT2LMHeadModel.from_pretrained(path).transformer.h[1].mlp.c_fc.weight
+            w = w.detach().double().numpy()
+            scores[name] = enmeshment(w, *bipartite_spectral_clusters(np.abs(w), 4))
+    assert scores["modular"] > scores["plain"] + 0.2
+    assert scores["modular"] > 0.8

@@ -33,6 +33,7 @@ from extract.probe_data import (labelled_words, read_conll, token_classes, token
 from models.ablation import NeuronSet, ablate_clusters, choose_clusters, eval_set, target_losses
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
+from models.correlation import cached
 from models.correlation import neuron_stability as stability_against
 from models.modularity import bipartite_spectral_clusters, effective_circuit_size, enmeshment
 from models.correlation import neuron_universality as universality_against
@@ -591,9 +592,11 @@ def neuron_universality(context: dg.AssetExecutionContext,
             label = Path(folder).name
             context.log.info(f"correlating {n_layers * width} neurons with {label}/{name} over "
                              f"{len(train)} sentences")
+            budget = cfg.memory_budget_mb * 2**20
             df = universality_against(
-                paired_activations(bridge, other, train, SITE_MLP, study.extraction.batch_size),
-                n_layers, width, cfg.memory_budget_mb * 2**20, cfg.seed,
+                cached(paired_activations(bridge, other, train, SITE_MLP,
+                                          study.extraction.batch_size), budget),
+                n_layers, width, budget, cfg.seed,
                 _progress(context, f"correlation with {label}", "passes", 1))
             frames.append(df.with_columns(pl.lit(label).alias("other_model")))
     df = (pl.concat(frames).with_columns(pl.lit(SITE_MLP).alias("site"),
@@ -629,9 +632,11 @@ def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.
         n_layers, width = site_shape(bridge, SITE_MLP)
         train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")[:cfg.max_sentences]
         context.log.info(f"correlating {n_layers * width} neurons with {previous}")
+        budget = cfg.memory_budget_mb * 2**20
         df = stability_against(
-            paired_activations(bridge, before, train, SITE_MLP, study.extraction.batch_size),
-            n_layers, width, cfg.memory_budget_mb * 2**20,
+            cached(paired_activations(bridge, before, train, SITE_MLP,
+                                      study.extraction.batch_size), budget),
+            n_layers, width, budget,
             _progress(context, f"correlation with {previous}", "passes", 1)
         ).with_columns(pl.lit(SITE_MLP).alias("site"), pl.lit(previous).alias("previous_checkpoint"))
     path = lake.write_table(nwh.lake, "neuron_stability", df, model, checkpoint)

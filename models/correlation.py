@@ -40,6 +40,36 @@ def rotate_layers(y: torch.Tensor, rotations: list[torch.Tensor]) -> torch.Tenso
     return torch.cat([y[:, i * d:(i + 1) * d] @ r for i, r in enumerate(rotations)], dim=1)
 
 
+def cached(batches: Batches, max_bytes: int, chunk_tokens: int = 2048) -> Batches:
+    """`batches` held in memory after the first pass when both sides fit in `max_bytes`
+    (float32), re-served in chunks of `chunk_tokens` tokens: later passes then cost no model
+    runs, and long chunks make each x^T y product compute-bound instead of memory-bound. When
+    they do not fit, every pass re-runs `batches`."""
+    store: dict = {}
+
+    def load() -> bool:
+        xs, ys, size = [], [], 0
+        for x, y in batches():
+            size += (x.numel() + y.numel()) * 4
+            if size > max_bytes:
+                return False
+            xs.append(x.float())
+            ys.append(y.float())
+        store["x"], store["y"] = torch.cat(xs), torch.cat(ys)
+        return True
+
+    def serve():
+        if "fits" not in store:
+            store["fits"] = load()
+        if not store["fits"]:
+            yield from batches()
+            return
+        x, y = store["x"], store["y"]
+        for i in range(0, x.shape[0], chunk_tokens):
+            yield x[i:i + chunk_tokens], y[i:i + chunk_tokens]
+    return serve
+
+
 def correlation_block(batches: Batches, rows: slice, n_b: int) -> tuple[np.ndarray, int]:
     """Pearson correlations of the neurons `rows` of A with every neuron of B, from one pass
     over `batches`; NaN where either neuron is constant. Returns (block, number of tokens)."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.correlation import (best_correlations, correlation_block, random_rotation,
+from models.correlation import (best_correlations, cached, correlation_block, random_rotation,
                                 rotate_layers, rows_per_block)
 
 
@@ -76,3 +76,22 @@ def test_rotation_destroys_neuron_alignment():
     stream = _stream(x, rotate_layers(torch.from_numpy(x), [rot]).numpy())
     assert best_correlations(_stream(x, x), 16, 16, 10**6).max_corr.min() == pytest.approx(1.0)
     assert best_correlations(stream, 16, 16, 10**6).max_corr.max() < 0.9
+
+
+def test_cached_stream_gives_the_same_correlations_and_runs_the_source_once():
+    x, y = _data()
+    calls = {"n": 0}
+    source = _stream(x, y)
+
+    def counted():
+        calls["n"] += 1
+        yield from source()
+
+    stream = cached(counted, max_bytes=10**7, chunk_tokens=128)
+    blocked = best_correlations(stream, 12, 9, 4 * 8 * 9 * 3)  # 4 passes
+    assert calls["n"] == 1
+    full, _ = correlation_block(_stream(x, y), slice(0, 12), 9)
+    np.testing.assert_allclose(blocked.max_corr, full.max(axis=1), atol=1e-6)
+    too_small = cached(counted, max_bytes=100)
+    best_correlations(too_small, 12, 9, 4 * 8 * 9 * 3)
+    assert calls["n"] == 1 + 1 + 4  # the failed caching pass, then one run per block

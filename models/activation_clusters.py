@@ -177,25 +177,49 @@ def agglomerative(x: np.ndarray, k: int) -> np.ndarray:
 def refine(x: np.ndarray, members: np.ndarray, threshold: float) -> np.ndarray:
     """Cluster refinement (Sec. 5.3): repeatedly drop the member farthest (Euclidean) from the
     mean of the remaining members and recompute the mean, until the largest distance is below
-    `threshold`. Returns the kept members, in their original order."""
-    kept = np.asarray(members)
-    while len(kept) > 1:
-        dist = np.linalg.norm(x[kept] - x[kept].mean(axis=0), axis=1)
-        if dist.max() < threshold:
+    `threshold` (ties: the first such member). Returns the kept members, in their original order.
+
+    Incremental: with s the sum of the kept rows and d_i = x_i . s, the squared distance is
+    |x_i|^2 - 2 d_i / n + |s|^2 / n^2, and dropping row j updates s and d with one
+    matrix-vector product, so each step is O(n V) without copying the cluster.
+    """
+    members = np.asarray(members)
+    rows = x[members].astype(np.float64)
+    alive = np.ones(len(members), dtype=bool)
+    total = rows.sum(axis=0)
+    dots = rows @ total
+    norms = (rows * rows).sum(axis=1)
+    n = len(members)
+    while n > 1:
+        dist2 = np.where(alive, norms - 2 * dots / n + (total @ total) / n**2, -np.inf)
+        largest = dist2.max()
+        if np.sqrt(max(largest, 0.0)) < threshold:
             break
-        kept = np.delete(kept, int(np.argmax(dist)))
-    return kept
+        far = int(np.argmax(dist2 >= largest - 1e-12 * max(1.0, largest)))  # first of ties
+        alive[far] = False
+        total = total - rows[far]
+        dots -= rows @ rows[far]
+        n -= 1
+    return members[alive]
 
 
-def within_cluster_distances(x: np.ndarray, members: np.ndarray) -> tuple[float, float] | None:
-    """(max, mean) of 1 - cosine similarity over the pairs of a cluster (Sec. 6.1); None for a
-    single neuron."""
-    if len(members) < 2:
+def within_cluster_distances(x: np.ndarray, members: np.ndarray,
+                             block: int = 2048) -> tuple[float, float] | None:
+    """(max, mean) of 1 - cosine similarity over the pairs of a cluster of unit-length rows
+    (Sec. 6.1); None for a single neuron. The mean comes from |sum of rows|^2 (O(n V)); the
+    max from the smallest off-diagonal entry of the Gram matrix, taken in row blocks."""
+    n = len(members)
+    if n < 2:
         return None
-    d = pdist(x[members], "cosine")
-    return float(d.max()), float(d.mean())
-
-
+    rows = x[members].astype(np.float64)
+    total = rows.sum(axis=0)
+    mean_cos = (total @ total - (rows * rows).sum()) / (n * (n - 1))
+    min_cos = np.inf
+    for start in range(0, n, block):
+        gram = rows[start:start + block] @ rows.T
+        np.fill_diagonal(gram[:, start:start + block], np.inf)
+        min_cos = min(min_cos, float(gram.min()))
+    return 1.0 - min_cos, float(1.0 - mean_cos)
 def random_clusters(sizes: Sequence[int], n_neurons: int, rng: np.random.Generator
                     ) -> list[np.ndarray]:
     """Disjoint random clusters with the given sizes, drawn from `n_neurons` neurons."""

@@ -4,6 +4,7 @@ against hand-computed cases and independent implementations."""
 import numpy as np
 import polars as pl
 import pytest
+from scipy.spatial.distance import pdist
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import adjusted_rand_score
@@ -67,6 +68,26 @@ def test_refinement_drops_the_farthest_member_until_under_threshold():
     # threshold 0.15: 0.2 is not below it -> drop the first farthest (index 0); then 0.1
     assert refine(x, np.arange(4), 0.15).tolist() == [1, 2]
     assert refine(x, np.array([3]), 0.01).tolist() == [3]
+
+
+def _refine_naive(x, members, threshold):
+    kept = np.asarray(members)
+    while len(kept) > 1:
+        dist = np.linalg.norm(x[kept] - x[kept].mean(axis=0), axis=1)
+        if dist.max() < threshold:
+            break
+        kept = np.delete(kept, int(np.argmax(dist)))
+    return kept
+
+
+def test_incremental_refinement_and_distances_equal_the_direct_computation():
+    rng = np.random.default_rng(3)
+    x = unit_rows(rng.normal(size=(300, 20)) + np.r_[np.ones(10), np.zeros(10)])
+    members = rng.choice(300, size=120, replace=False)
+    for threshold in (0.5, 0.8, 1.0):
+        assert refine(x, members, threshold).tolist() == _refine_naive(x, members, threshold).tolist()
+    d = pdist(x[members], "cosine")
+    assert within_cluster_distances(x, members, block=7) == pytest.approx((d.max(), d.mean()))
 
 
 def test_within_cluster_distances():

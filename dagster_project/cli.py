@@ -39,6 +39,24 @@ EXAMPLE_QUERIES = [
     ("Salient neurons: keep 20 % and zero the rest (Table 2)",
      "select task, selection, n_runs, round(accuracy, 3) as accuracy from fct_probe_accuracy "
      "where mode = 'masked' and labels = 'task' order by task, accuracy desc"),
+    ("Activation clusters: ablation against random baselines (Table 3 of Zhang et al.)",
+     "select site, representation, k, refined, n_clusters_ablated as n, "
+     "round(cluster_drop_pct, 2) as cluster, round(random_drop_pct, 2) as random, "
+     "round(random_layer_drop_pct, 2) as random_layer, "
+     "round(random_position_drop_pct, 2) as random_position, "
+     "round(share_beats_random, 2) as beats_random from fct_ablation_by_configuration "
+     "order by all"),
+    ("Activation clusters: concept purity against random clusters of the same sizes",
+     "select site, representation, k, refined, n_clusters, n_pure_clusters, "
+     "n_pure_random_clusters from fct_concept_purity_summary where not refined order by all"),
+    ("Modularity: enmeshment by k, every model (plain and modular variants) in one query",
+     "select model, k, round(avg(enmeshment), 3) as enmeshment from fct_enmeshment "
+     "where matrix = 'mlp_in' group by all order by model, k"),
+    ("Universal neurons per layer",
+     "select layer, n_neurons, n_universal, round(mean_corr, 3) as mean_corr, "
+     "round(mean_baseline, 3) as baseline from fct_universal_neurons_by_layer order by layer"),
+    ("Every study's headline figure per checkpoint",
+     "select * from fct_training_dynamics order by model, step"),
 ]
 
 

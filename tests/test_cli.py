@@ -69,3 +69,11 @@ def test_ui_binds_loopback_unless_told_otherwise():
 
     assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
     assert build_parser().parse_args(["ui", "--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
+def test_every_example_query_runs_on_the_warehouse(built):
+    from dagster_project.cli import EXAMPLE_QUERIES, query
+
+    home, _, _ = built
+    for title, sql in EXAMPLE_QUERIES:
+        assert query(home, sql, "csv").count("\n") >= 2, title  # a header and at least one row

@@ -30,12 +30,14 @@ from extract.explanation_sources import read_explanation_table
 from extract.openai_explanations import read_openai_explanations
 from extract.probe_data import (labelled_words, read_conll, token_classes, tokens_by_class,
                                 word_features)
-from models.ablation import NeuronSet, ablate_clusters, choose_clusters, eval_set, target_losses
+from models.ablation import (EvalSet, NeuronSet, ablate_clusters, choose_clusters, eval_set,
+                             target_cross_entropy, target_losses)
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
 from models.correlation import cached
 from models.correlation import neuron_stability as stability_against
-from models.modularity import bipartite_spectral_clusters, effective_circuit_size, enmeshment
+from models.modularity import (bipartite_spectral_clusters, effective_circuit_size, enmeshment,
+                               gradient_similarity)
 from models.correlation import neuron_universality as universality_against
 from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
@@ -648,8 +650,9 @@ def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.
 _MODULARITY_OUTPUTS = {
     "enmeshment": "Enmeshment / clusterability E (Golechha et al., Sec. 2) of every MLP weight "
                   "matrix (mlp_in: d_model x d_mlp, mlp_out: d_mlp x d_model) split into k "
-                  "bipartite clusters by BSGC (Algorithm 1): the share of squared weight mass "
-                  "inside matched clusters.",
+                  "bipartite clusters by BSGC (Algorithm 1) on the weight similarity |W| and, "
+                  "for mlp_in, on the gradient similarity (mean |dL/dW| over held-out batches): "
+                  "the share of squared weight mass inside matched clusters.",
     "cluster_class_effect": "Cluster ON/OFF (Sec. 3.1): for the chosen layer's effect_k MLP "
                             "neuron clusters and each semantic class of the corpus, the loss on "
                             "that class's tokens unablated, with the cluster zero-ablated (OFF) "
@@ -678,20 +681,26 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
         bridge = load_bridge(checkpoint_folder(study, checkpoint),
                              study.extraction.trust_pickle_checkpoints)
         n_layers = bridge.cfg.n_layers
+        corpus = lake.read_table(nwh.lake, "corpus", model)
+        gradient_batches = _gradient_batches(bridge, corpus, cfg)
         rows = []
         for layer in range(n_layers):
-            for matrix, w in (("mlp_in", bridge.W_in[layer]), ("mlp_out", bridge.W_out[layer])):
+            param, transposed = mlp_input_weight(bridge, layer)
+            grads = gradient_similarity(param, gradient_batches)
+            similarities = [("mlp_in", "weight", bridge.W_in[layer], None),
+                            ("mlp_in", "gradient", bridge.W_in[layer], grads.T if transposed else grads),
+                            ("mlp_out", "weight", bridge.W_out[layer], None)]
+            for matrix, kind, w, sim in similarities:
                 w = w.detach().double().numpy()
                 for k in cfg.ks:
-                    u, v = bipartite_spectral_clusters(np.abs(w), k, cfg.seed)
-                    rows.append({"layer": layer, "matrix": matrix, "k": k,
+                    u, v = bipartite_spectral_clusters(np.abs(w) if sim is None else sim, k, cfg.seed)
+                    rows.append({"layer": layer, "matrix": matrix, "similarity": kind, "k": k,
                                  "enmeshment": enmeshment(w, u, v)})
         frames["enmeshment"] = pl.DataFrame(rows)
         layer = n_layers // 2 if cfg.layer is None else cfg.layer
         if not 0 <= layer < n_layers:
             raise dg.Failure(f"modularity.layer {layer} is not a layer of the model (0.."
                              f"{n_layers - 1})")
-        corpus = lake.read_table(nwh.lake, "corpus", model)
         classes = tokens_by_class(token_classes(bridge.tokenizer, corpus))
         if classes:
             frames.update(_class_effects(context, bridge, layer, classes, corpus, cfg))
@@ -699,6 +708,26 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
             "path": str(path), "dagster/row_count": len(df), "preview": _preview(df, 10)})
+
+
+def _gradient_batches(bridge, corpus, cfg) -> list:
+    """Losses of up to 4 x max_sentences held-out sequences in batches of max_sentences, on every
+    real token (causal) or on a seeded 15 % of them masked (masked LM), for the gradients."""
+    tok, masked = bridge.tokenizer, is_masked_lm(bridge)
+    seqs = [encode(tok, t)[: bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
+    rng = torch.Generator().manual_seed(cfg.seed)
+    batches = []
+    for start in range(0, min(len(seqs), 4 * cfg.max_sentences), cfg.max_sentences):
+        chunk = seqs[start: start + cfg.max_sentences]
+        data = eval_set(chunk, set(range(bridge.cfg.d_vocab)) - set(tok.all_special_ids),
+                        tok.pad_token_id or 0,
+                        len(chunk), causal=not masked)
+        if masked:  # predict a random 15 % of the real tokens, as in BERT's pre-training
+            pick = data.targets & (torch.rand(data.targets.shape, generator=rng) < 0.15)
+            data = EvalSet(data.ids, data.real, pick if pick.any() else data.targets)
+        batches.append(lambda data=data: target_cross_entropy(bridge, data, masked,
+                                                              tok.mask_token_id))
+    return batches
 
 
 def _class_effects(context, bridge, layer: int, classes: dict[str, set[int]], corpus, cfg

@@ -51,7 +51,7 @@ EXAMPLE_QUERIES = [
      "n_pure_random_clusters from fct_concept_purity_summary where not refined order by all"),
     ("Modularity: enmeshment by k, every model (plain and modular variants) in one query",
      "select model, k, round(avg(enmeshment), 3) as enmeshment from fct_enmeshment "
-     "where matrix = 'mlp_in' group by all order by model, k"),
+     "where matrix = 'mlp_in' and similarity = 'weight' group by all order by model, k"),
     ("Universal neurons per layer",
      "select layer, n_neurons, n_universal, round(mean_corr, 3) as mean_corr, "
      "round(mean_baseline, 3) as baseline from fct_universal_neurons_by_layer order by layer"),

@@ -137,7 +137,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "n_tokens": pl.Int64, "self_corr": pl.Float64, "best_corr": pl.Float64,
     },
     "enmeshment": {
-        "layer": pl.Int64, "matrix": pl.Utf8, "k": pl.Int64, "enmeshment": pl.Float64,
+        "layer": pl.Int64, "matrix": pl.Utf8, "similarity": pl.Utf8, "k": pl.Int64,
+        "enmeshment": pl.Float64,
     },
     "cluster_class_effect": {
         "layer": pl.Int64, "k": pl.Int64, "cluster_id": pl.Int64, "semantic_class": pl.Utf8,

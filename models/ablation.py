@@ -121,14 +121,7 @@ def target_losses(bridge, hook_names: Sequence[str], width: int, data: EvalSet,
     model: the targets are replaced by `mask_id` and predicted at their own positions. Runs are
     stacked along the batch, at most `max_rows` sequences per forward pass.
     """
-    ids = data.ids
-    if masked_lm:
-        if mask_id is None:
-            raise ValueError("a masked language model needs the tokenizer's mask token")
-        ids = ids.masked_fill(data.targets, mask_id)
-    rows, cols = torch.nonzero(data.targets, as_tuple=True)
-    predict_at = cols if masked_lm else cols - 1
-    labels = data.ids[rows, cols]
+    ids, rows, predict_at, labels = _loss_inputs(data, masked_lm, mask_id)
     per_pass = max(1, max_rows // ids.shape[0])
     losses: list[float] = []
     for start in range(0, len(runs), per_pass):
@@ -147,6 +140,25 @@ def target_losses(bridge, hook_names: Sequence[str], width: int, data: EvalSet,
             picked = logits[r * b + rows, predict_at].float()
             losses.append(float(torch.nn.functional.cross_entropy(picked, labels)))
     return losses
+
+
+def _loss_inputs(data: EvalSet, masked_lm: bool, mask_id: int | None):
+    """(input ids, target rows, positions whose logits predict the targets, target labels)."""
+    ids = data.ids
+    if masked_lm:
+        if mask_id is None:
+            raise ValueError("a masked language model needs the tokenizer's mask token")
+        ids = ids.masked_fill(data.targets, mask_id)
+    rows, cols = torch.nonzero(data.targets, as_tuple=True)
+    return ids, rows, (cols if masked_lm else cols - 1), data.ids[rows, cols]
+
+
+def target_cross_entropy(bridge, data: EvalSet, masked_lm: bool,
+                         mask_id: int | None = None) -> torch.Tensor:
+    """The loss of :func:`target_losses` without ablation, as a differentiable tensor."""
+    ids, rows, predict_at, labels = _loss_inputs(data, masked_lm, mask_id)
+    logits = bridge(ids, attention_mask=data.real.long())
+    return torch.nn.functional.cross_entropy(logits[rows, predict_at].float(), labels)
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,14 @@ def test_training_with_the_enmeshment_loss_makes_the_layer_modular(tiny_corpus):
             scores[name] = enmeshment(w, *bipartite_spectral_clusters(np.abs(w), 4))
     assert scores["modular"] > scores["plain"] + 0.2
     assert scores["modular"] > 0.8
+
+
+def test_gradient_similarity_is_the_mean_absolute_gradient():
+    from models.modularity import gradient_similarity
+
+    w = torch.nn.Parameter(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    x1, x2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    # L = sum(W x): dL/dW = 1 x^T, so |grad| is (1 0; 1 0) then (0 2; 0 2); mean (0.5 1; 0.5 1)
+    sim = gradient_similarity(w, [lambda: (w @ x1).sum(), lambda: (w @ x2).sum()])
+    np.testing.assert_allclose(sim, [[0.5, 1.0], [0.5, 1.0]])
+    assert w.grad is None

@@ -51,7 +51,7 @@ universal as (
 modularity as (
     select model, checkpoint, avg(enmeshment) as mean_enmeshment_k4
     from {{ ref('fct_enmeshment') }}
-    where matrix = 'mlp_in' and k = 4
+    where matrix = 'mlp_in' and similarity = 'weight' and k = 4
     group by model, checkpoint
 ),
 

@@ -3,6 +3,7 @@ select
     cast(checkpoint as varchar) as checkpoint,
     cast(layer as bigint) as layer,
     cast(matrix as varchar) as matrix,
+    cast(similarity as varchar) as similarity,
     cast(k as bigint) as k,
     cast(enmeshment as double) as enmeshment
 from {{ source('lake', 'enmeshment') }}

@@ -76,4 +76,4 @@ def test_every_example_query_runs_on_the_warehouse(built):
 
     home, _, _ = built
     for title, sql in EXAMPLE_QUERIES:
-        assert query(home, sql, "csv").count("\n") >= 2, title  # a header and at least one row
+        assert len(json.loads(query(home, sql, "json"))) >= 1, title

@@ -30,14 +30,13 @@ from extract.explanation_sources import read_explanation_table
 from extract.openai_explanations import read_openai_explanations
 from extract.probe_data import (labelled_words, read_conll, token_classes, tokens_by_class,
                                 word_features)
-from models.ablation import (EvalSet, NeuronSet, ablate_clusters, choose_clusters, eval_set,
-                             target_cross_entropy, target_losses)
+from models.ablation import NeuronSet, ablate_clusters, choose_clusters
 from models.activation_clusters import AGGLOMERATIVE, cluster_site
 from models.clustering import cluster_explanations, null_layer_counts
 from models.correlation import cached
 from models.correlation import neuron_stability as stability_against
-from models.modularity import (bipartite_spectral_clusters, effective_circuit_size, enmeshment,
-                               gradient_similarity)
+from models.modularity import (LossSetup, bipartite_spectral_clusters, class_effects, enmeshment,
+                               gradient_losses, gradient_similarity)
 from models.correlation import neuron_universality as universality_against
 from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
@@ -682,7 +681,11 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
                              study.extraction.trust_pickle_checkpoints)
         n_layers = bridge.cfg.n_layers
         corpus = lake.read_table(nwh.lake, "corpus", model)
-        gradient_batches = _gradient_batches(bridge, corpus, cfg)
+        tok, masked = bridge.tokenizer, is_masked_lm(bridge)
+        heldout = [encode(tok, t)[: bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
+        lm = LossSetup(bridge, site_hook_names(SITE_MLP, n_layers), bridge.cfg.d_mlp, masked,
+                       tok.pad_token_id or 0, tok.mask_token_id, set(tok.all_special_ids))
+        gradient_batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed)
         rows = []
         for layer in range(n_layers):
             param, transposed = mlp_input_weight(bridge, layer)
@@ -701,69 +704,13 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
         if not 0 <= layer < n_layers:
             raise dg.Failure(f"modularity.layer {layer} is not a layer of the model (0.."
                              f"{n_layers - 1})")
-        classes = tokens_by_class(token_classes(bridge.tokenizer, corpus))
-        if classes:
-            frames.update(_class_effects(context, bridge, layer, classes, corpus, cfg))
+        classes = tokens_by_class(token_classes(tok, corpus))
+        effects, circuits = class_effects(
+            lm, layer, *mlp_input_weight(bridge, layer), classes, heldout, cfg.effect_k,
+            cfg.max_sentences, cfg.tolerance, cfg.prune_step, cfg.seed, log=context.log.info)
+        for table, rows in (("cluster_class_effect", effects), ("effective_circuit_size", circuits)):
+            frames[table] = pl.DataFrame(rows, schema=lake.SCHEMAS[table])
     for table, df in frames.items():
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
             "path": str(path), "dagster/row_count": len(df), "preview": _preview(df, 10)})
-
-
-def _gradient_batches(bridge, corpus, cfg) -> list:
-    """Losses of up to 4 x max_sentences held-out sequences in batches of max_sentences, on every
-    real token (causal) or on a seeded 15 % of them masked (masked LM), for the gradients."""
-    tok, masked = bridge.tokenizer, is_masked_lm(bridge)
-    seqs = [encode(tok, t)[: bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
-    rng = torch.Generator().manual_seed(cfg.seed)
-    batches = []
-    for start in range(0, min(len(seqs), 4 * cfg.max_sentences), cfg.max_sentences):
-        chunk = seqs[start: start + cfg.max_sentences]
-        data = eval_set(chunk, set(range(bridge.cfg.d_vocab)) - set(tok.all_special_ids),
-                        tok.pad_token_id or 0,
-                        len(chunk), causal=not masked)
-        if masked:  # predict a random 15 % of the real tokens, as in BERT's pre-training
-            pick = data.targets & (torch.rand(data.targets.shape, generator=rng) < 0.15)
-            data = EvalSet(data.ids, data.real, pick if pick.any() else data.targets)
-        batches.append(lambda data=data: target_cross_entropy(bridge, data, masked,
-                                                              tok.mask_token_id))
-    return batches
-
-
-def _class_effects(context, bridge, layer: int, classes: dict[str, set[int]], corpus, cfg
-                   ) -> dict[str, pl.DataFrame]:
-    tok, masked = bridge.tokenizer, is_masked_lm(bridge)
-    heldout = [encode(tok, t)[: bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
-    _, cols = bipartite_spectral_clusters(np.abs(bridge.W_in[layer].detach().double().numpy()),
-                                          cfg.effect_k, cfg.seed)
-    hooks, width = site_hook_names(SITE_MLP, bridge.cfg.n_layers), bridge.cfg.d_mlp
-    empty = NeuronSet(np.array([], int), np.array([], int))
-    weight, _ = mlp_input_weight(bridge, layer)
-    effects, circuits = [], []
-    for i, (cls, tokens) in enumerate(sorted(classes.items())):
-        data = eval_set(heldout, tokens, tok.pad_token_id or 0, cfg.max_sentences, not masked)
-        if data is None:
-            continue
-        runs = [empty]
-        for c in range(cfg.effect_k):
-            inside = np.flatnonzero(cols == c)
-            outside = np.flatnonzero(cols != c)
-            runs += [NeuronSet(np.full(len(inside), layer), inside),
-                     NeuronSet(np.full(len(outside), layer), outside)]
-        losses = target_losses(bridge, hooks, width, data, runs, masked, tok.mask_token_id)
-        effects += [{"layer": layer, "k": cfg.effect_k, "cluster_id": c, "semantic_class": cls,
-                     "n_neurons": int((cols == c).sum()), "n_sentences": data.ids.shape[0],
-                     "n_targets": data.n_targets, "loss_base": losses[0],
-                     "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
-                    for c in range(cfg.effect_k)]
-        fraction, base, pruned = effective_circuit_size(
-            weight, lambda: target_losses(bridge, hooks, width, data, [empty], masked,
-                                          tok.mask_token_id)[0], cfg.tolerance, cfg.prune_step)
-        circuits.append({"layer": layer, "semantic_class": cls, "n_weights": weight.numel(),
-                         "fraction_left": fraction, "loss_base": base, "loss_pruned": pruned,
-                         "tolerance": cfg.tolerance})
-        context.log.info(f"class {cls} ({i + 1}/{len(classes)}): circuit {fraction:.1%} of "
-                         f"layer {layer}'s MLP input weights")
-    return {"cluster_class_effect": pl.DataFrame(effects, schema=lake.SCHEMAS["cluster_class_effect"]),
-            "effective_circuit_size": pl.DataFrame(circuits,
-                                                   schema=lake.SCHEMAS["effective_circuit_size"])}

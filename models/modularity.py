@@ -19,9 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
+
+from models.ablation import EvalSet, NeuronSet, eval_set, target_cross_entropy, target_losses
 
 
 def bipartite_spectral_clusters(similarity: np.ndarray, k: int, seed: int = 0
@@ -113,3 +117,77 @@ def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float],
         with torch.no_grad():
             weights.copy_(original)
     return fraction, base, last_loss
+
+
+@dataclass(frozen=True)
+class LossSetup:
+    """How to measure a language-model loss through a TransformerLens bridge (see
+    models.ablation): the MLP hooks and width, causal or masked, and the tokenizer's ids."""
+
+    bridge: object
+    hook_names: list[str]
+    width: int
+    masked: bool
+    pad_id: int
+    mask_id: int | None
+    special_ids: set[int]
+
+
+def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed: int,
+                    n_batches: int = 4) -> list[Callable[[], torch.Tensor]]:
+    """Loss functions of up to `n_batches` batches of held-out `sequences`, on every non-special
+    token (causal) or on a seeded 15 % of them masked (masked LM), for :func:`gradient_similarity`."""
+    vocab = set(range(lm.bridge.cfg.d_vocab)) - lm.special_ids
+    rng = torch.Generator().manual_seed(seed)
+    losses = []
+    for start in range(0, min(len(sequences), n_batches * batch), batch):
+        chunk = sequences[start: start + batch]
+        data = eval_set(chunk, vocab, lm.pad_id, len(chunk), causal=not lm.masked)
+        if data is None:
+            continue
+        if lm.masked:  # predict a random 15 % of the real tokens, as in BERT's pre-training
+            pick = data.targets & (torch.rand(data.targets.shape, generator=rng) < 0.15)
+            data = EvalSet(data.ids, data.real, pick if pick.any() else data.targets)
+        losses.append(lambda data=data: target_cross_entropy(lm.bridge, data, lm.masked,
+                                                             lm.mask_id))
+    return losses
+
+
+def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transposed: bool,
+                  classes: dict[str, set[int]], sequences: list[list[int]], k: int,
+                  max_sentences: int, tolerance: float, prune_step: float, seed: int,
+                  log: Callable[[str], None] = lambda _: None) -> tuple[list[dict], list[dict]]:
+    """Cluster ON/OFF (Sec. 3.1) and effective circuit size (Sec. 3.2) for each class's tokens:
+    the layer's MLP neurons in `k` BSGC clusters of `weights` (its input matrix, stored
+    d_mlp x d_model when `transposed`); OFF ablates a
+    cluster, ON every other cluster; then magnitude pruning of `weights` within `tolerance`.
+    Returns the rows of ``cluster_class_effect`` and ``effective_circuit_size``."""
+    w = weights.detach().double().numpy()
+    _, cols = bipartite_spectral_clusters(np.abs(w.T if transposed else w), k, seed)
+    empty = NeuronSet(np.array([], int), np.array([], int))
+    runs = [empty]
+    for c in range(k):
+        inside, outside = np.flatnonzero(cols == c), np.flatnonzero(cols != c)
+        runs += [NeuronSet(np.full(len(inside), layer), inside),
+                 NeuronSet(np.full(len(outside), layer), outside)]
+    effects, circuits = [], []
+    for i, (cls, tokens) in enumerate(sorted(classes.items())):
+        data = eval_set(sequences, tokens, lm.pad_id, max_sentences, not lm.masked)
+        if data is None:
+            continue
+        losses = target_losses(lm.bridge, lm.hook_names, lm.width, data, runs, lm.masked,
+                               lm.mask_id)
+        effects += [{"layer": layer, "k": k, "cluster_id": c, "semantic_class": cls,
+                     "n_neurons": int((cols == c).sum()), "n_sentences": data.ids.shape[0],
+                     "n_targets": data.n_targets, "loss_base": losses[0],
+                     "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
+                    for c in range(k)]
+        fraction, base, pruned = effective_circuit_size(
+            weights, lambda: target_losses(lm.bridge, lm.hook_names, lm.width, data, [empty],
+                                           lm.masked, lm.mask_id)[0], tolerance, prune_step)
+        circuits.append({"layer": layer, "semantic_class": cls, "n_weights": weights.numel(),
+                         "fraction_left": fraction, "loss_base": base, "loss_pruned": pruned,
+                         "tolerance": tolerance})
+        log(f"class {cls} ({i + 1}/{len(classes)}): circuit {fraction:.1%} of layer {layer}'s "
+            "MLP input weights")
+    return effects, circuits

@@ -14,12 +14,14 @@ masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of att
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import torch
 
 from extract.checkpoints import CheckpointError, check_loadable
@@ -179,6 +181,27 @@ def stream_mlp_activations(
         yield batch[SITE_MLP]
 
 
+POSITION_LIMIT = 1 << 24  # positions are below n_ctx, far below this
+
+
+def top_rows(values: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor,
+             k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k largest values of each column with their (sentence, position), ordered by value
+    descending and equal values by (sentence, position) ascending: a total order, so the top-k of
+    a stream does not depend on the order its rows arrive in (shards merge to the unsharded
+    top-k). Columns without ties take the fast ``topk`` path only."""
+    k = min(k, values.shape[0])
+    top, idx = values.topk(min(k + 1, values.shape[0]), dim=0)
+    tied = (top[1:] == top[:-1]).any(0).nonzero().flatten()
+    idx = idx[:k]
+    if len(tied):
+        key = sentence[:, tied] * POSITION_LIMIT + position[:, tied]
+        by_key = key.argsort(dim=0, stable=True)
+        by_value = values[:, tied].gather(0, by_key).argsort(dim=0, descending=True, stable=True)
+        idx[:, tied] = by_key.gather(0, by_value)[:k]
+    return values.gather(0, idx), sentence.gather(0, idx), position.gather(0, idx)
+
+
 class ActivationAggregates:
     """Mergeable per-neuron aggregates of a stream of activations.
 
@@ -214,8 +237,38 @@ class ActivationAggregates:
             return
         b_mean = x.mean(0)
         centred = x - b_mean
-        b_m2, b_m3, b_m4 = (centred**2).sum(0), (centred**3).sum(0), (centred**4).sum(0)
-        na, nb, total = self.n, m, self.n + m
+        self._add_moments(m, b_mean, (centred**2).sum(0), (centred**3).sum(0), (centred**4).sum(0))
+        self.max = torch.maximum(self.max, x.max(0).values)
+        self.n_positive += (batch.acts > 0).sum(0)
+        self.token_sum.index_add_(0, batch.token_ids, x)
+        self.token_count += torch.bincount(batch.token_ids, minlength=self.token_count.shape[0])
+        n_neurons = x.shape[1]
+        self._add_top(batch.acts, batch.sentence_ids[:, None].expand(-1, n_neurons),
+                      batch.positions[:, None].expand(-1, n_neurons))
+
+    def merge(self, other: ActivationAggregates) -> ActivationAggregates:
+        """Fold in the aggregates of another part of the corpus (a shard): the result equals the
+        aggregates of both parts streamed together, up to float64 rounding of the sums (the top-k
+        exactly, ties included, see :func:`top_rows`). Returns self."""
+        if other.mean.shape != self.mean.shape or other.token_count.shape != self.token_count.shape:
+            raise ValueError(f"cannot merge aggregates of {other.mean.shape[0]} neurons x "
+                             f"{other.token_count.shape[0]} token types into {self.mean.shape[0]} "
+                             f"x {self.token_count.shape[0]}: the shards come from different models")
+        self._add_moments(other.n, other.mean, other.m2, other.m3, other.m4)
+        self.max = torch.maximum(self.max, other.max)
+        self.n_positive += other.n_positive
+        self.token_sum += other.token_sum
+        self.token_count += other.token_count
+        self._add_top(other.top_values, other.top_sentence, other.top_position)
+        return self
+
+    def _add_moments(self, nb: int, b_mean: torch.Tensor, b_m2: torch.Tensor, b_m3: torch.Tensor,
+                     b_m4: torch.Tensor) -> None:
+        """Combine count, mean and central sums M2..M4 of a part B into self (Pebay 2008,
+        Eqs. 3.1, 2.1 of the pairwise update)."""
+        na, total = self.n, self.n + nb
+        if nb == 0:
+            return
         delta = b_mean - self.mean
         self.m4 += (b_m4 + delta**4 * na * nb * (na * na - na * nb + nb * nb) / total**3
                     + 6 * delta**2 * (na * na * b_m2 + nb * nb * self.m2) / total**2
@@ -225,21 +278,63 @@ class ActivationAggregates:
         self.m2 += b_m2 + delta**2 * na * nb / total
         self.mean += delta * nb / total
         self.n = total
-        self.max = torch.maximum(self.max, x.max(0).values)
-        self.n_positive += (batch.acts > 0).sum(0)
-        self.token_sum.index_add_(0, batch.token_ids, x)
-        self.token_count += torch.bincount(batch.token_ids, minlength=self.token_count.shape[0])
-        self._update_top(batch)
 
-    def _update_top(self, batch: ActivationBatch) -> None:
-        n_neurons = batch.acts.shape[1]
-        values = torch.cat([self.top_values, batch.acts])
-        sents = torch.cat([self.top_sentence, batch.sentence_ids[:, None].expand(-1, n_neurons)])
-        poss = torch.cat([self.top_position, batch.positions[:, None].expand(-1, n_neurons)])
-        k = min(self.top_k, values.shape[0])
-        self.top_values, idx = values.topk(k, dim=0)
-        self.top_sentence = sents.gather(0, idx)
-        self.top_position = poss.gather(0, idx)
+    def _add_top(self, values: torch.Tensor, sentence: torch.Tensor,
+                 position: torch.Tensor) -> None:
+        self.top_values, self.top_sentence, self.top_position = top_rows(
+            torch.cat([self.top_values, values]), torch.cat([self.top_sentence, sentence]),
+            torch.cat([self.top_position, position]), self.top_k)
+
+    def to_arrow(self) -> pa.Table:
+        """The whole state as one Arrow table, a row per neuron (the moments, max, count > 0,
+        top-k lists and the token sums of the token types seen, whose ids and counts are in the
+        schema metadata), for a shard to hand its aggregates to the merge step as Parquet."""
+        seen = torch.nonzero(self.token_count).flatten()
+        k, n_neurons = self.top_values.shape
+
+        def rows_of(matrix: torch.Tensor, arrow_type: pa.DataType) -> pa.Array:
+            width = matrix.shape[0]
+            flat = pa.array(matrix.T.contiguous().flatten().numpy(), type=arrow_type)
+            return pa.FixedSizeListArray.from_arrays(flat, width)
+
+        return pa.table({
+            "mean": self.mean.numpy(), "m2": self.m2.numpy(), "m3": self.m3.numpy(),
+            "m4": self.m4.numpy(), "max": self.max.numpy(), "n_positive": self.n_positive.numpy(),
+            "top_values": rows_of(self.top_values, pa.float32()),
+            "top_sentence": rows_of(self.top_sentence, pa.int64()),
+            "top_position": rows_of(self.top_position, pa.int64()),
+            "token_sum": rows_of(self.token_sum[seen], pa.float64()),
+        }, metadata={"n": str(self.n), "top_k": str(self.top_k),
+                     "vocab_size": str(self.token_count.shape[0]),
+                     "token_ids": ",".join(map(str, seen.tolist())),
+                     "token_counts": ",".join(map(str, self.token_count[seen].tolist()))})
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> ActivationAggregates:
+        """The inverse of :meth:`to_arrow`."""
+        meta = {key.decode(): value.decode() for key, value in table.schema.metadata.items()}
+        n_neurons = table.num_rows
+        agg = cls(n_neurons, int(meta["vocab_size"]), int(meta["top_k"]))
+
+        def column(name: str) -> torch.Tensor:
+            return torch.from_numpy(table.column(name).to_numpy().copy())
+
+        def matrix(name: str) -> torch.Tensor:
+            values = table.column(name).combine_chunks()
+            width = values.type.list_size
+            return torch.from_numpy(values.values.to_numpy().copy()).reshape(n_neurons, width).T
+
+        agg.n = int(meta["n"])
+        agg.mean, agg.m2, agg.m3, agg.m4 = (column(c) for c in ("mean", "m2", "m3", "m4"))
+        agg.max, agg.n_positive = column("max"), column("n_positive")
+        agg.top_values, agg.top_sentence, agg.top_position = (
+            matrix(c).contiguous() for c in ("top_values", "top_sentence", "top_position"))
+        seen = [int(t) for t in meta["token_ids"].split(",") if t]
+        agg.token_count[seen] = torch.tensor([int(c) for c in meta["token_counts"].split(",") if c],
+                                             dtype=torch.int64)
+        if seen:
+            agg.token_sum[seen] = matrix("token_sum")
+        return agg
 
     def moments_frame(self, n_layers: int, site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_moments``: site, layer, neuron, n_tokens, mean, std, skew, kurtosis, max,
@@ -322,6 +417,56 @@ class ExtractionResult:
     shapes: dict[str, tuple[int, int]]
 
 
+def shard_sentences(sentences: Sequence[tuple[int, str]], shard: int,
+                    n_shards: int) -> Sequence[tuple[int, str]]:
+    """Shard `shard` of `n_shards`: every n_shards-th sentence (interleaved, so shards get
+    similar lengths and vocabularies)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is not among the {n_shards} shards 0..{n_shards - 1}")
+    return sentences[shard::n_shards]
+
+
+def aggregate_sites(
+    bridge,
+    sentences: Sequence[tuple[int, str]],
+    sites: Sequence[str] = (SITE_MLP,),
+    batch_size: int = 32,
+    top_k: int = 10,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, ActivationAggregates]:
+    """Stream `sentences` through `bridge` once and fold every site into its aggregates."""
+    if not sentences:
+        raise ValueError("corpus (or shard) is empty: no sentences to extract activations from")
+    if not sites or len(set(sites)) != len(sites):
+        raise ValueError(f"extraction sites must be distinct names from {list(SITES)}, got {sites}")
+    vocab = bridge.cfg.d_vocab
+    aggs = {site: ActivationAggregates(math.prod(site_shape(bridge, site)), vocab, top_k)
+            for site in sites}
+    for batches in stream_activations(bridge, sentences, sites, batch_size, progress):
+        for site, batch in batches.items():
+            aggs[site].update(batch)
+    return aggs
+
+
+def aggregate_tables(bridge, sentences: Sequence[tuple[int, str]],
+                     aggs: dict[str, ActivationAggregates],
+                     min_token_count: int = 5) -> ExtractionResult:
+    """The three aggregate tables of the sites in `aggs`, aggregated over `sentences` (whose
+    texts give the top-k contexts)."""
+    strings = token_strings(bridge.tokenizer, bridge.cfg.d_vocab)
+    wanted = set().union(*(agg.top_sentence.flatten().tolist() for agg in aggs.values()))
+    context_of = context_lookup(bridge.tokenizer, sentences, wanted, strings)
+    shapes = {site: site_shape(bridge, site) for site in aggs}
+    frames = {name: [] for name in ("moments", "token_means", "top_contexts")}
+    for site, agg in aggs.items():
+        n_layers = shapes[site][0]
+        frames["moments"].append(agg.moments_frame(n_layers, site))
+        frames["token_means"].append(agg.token_means_frame(n_layers, strings, min_token_count, site))
+        frames["top_contexts"].append(agg.top_contexts_frame(n_layers, context_of, site))
+    return ExtractionResult(**{name: pl.concat(dfs) for name, dfs in frames.items()},
+                            shapes=shapes)
+
+
 def extract_aggregates(
     bridge,
     sentences: Sequence[tuple[int, str]],
@@ -332,27 +477,8 @@ def extract_aggregates(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionResult:
     """Stream `sentences` through `bridge` once and return the aggregate tables of `sites`."""
-    if not sentences:
-        raise ValueError("corpus is empty: no sentences to extract activations from")
-    if not sites or len(set(sites)) != len(sites):
-        raise ValueError(f"extraction sites must be distinct names from {list(SITES)}, got {sites}")
-    vocab = bridge.cfg.d_vocab
-    shapes = {site: site_shape(bridge, site) for site in sites}
-    aggs = {site: ActivationAggregates(n * d, vocab, top_k) for site, (n, d) in shapes.items()}
-    for batches in stream_activations(bridge, sentences, sites, batch_size, progress):
-        for site, batch in batches.items():
-            aggs[site].update(batch)
-    strings = token_strings(bridge.tokenizer, vocab)
-    wanted = set().union(*(agg.top_sentence.flatten().tolist() for agg in aggs.values()))
-    context_of = context_lookup(bridge.tokenizer, sentences, wanted, strings)
-    frames = {name: [] for name in ("moments", "token_means", "top_contexts")}
-    for site, agg in aggs.items():
-        n_layers = shapes[site][0]
-        frames["moments"].append(agg.moments_frame(n_layers, site))
-        frames["token_means"].append(agg.token_means_frame(n_layers, strings, min_token_count, site))
-        frames["top_contexts"].append(agg.top_contexts_frame(n_layers, context_of, site))
-    return ExtractionResult(**{name: pl.concat(dfs) for name, dfs in frames.items()},
-                            shapes=shapes)
+    aggs = aggregate_sites(bridge, sentences, sites, batch_size, top_k, progress)
+    return aggregate_tables(bridge, sentences, aggs, min_token_count)
 
 
 def paired_activations(bridge_a, bridge_b, sentences: Sequence[tuple[int, str]],

@@ -1,10 +1,12 @@
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
-from extract.activations import (ActivationAggregates, ActivationBatch, encode,
-                                 extract_aggregates, load_bridge)
+from extract.activations import (ActivationAggregates, ActivationBatch, aggregate_sites,
+                                 aggregate_tables, encode, extract_aggregates, load_bridge,
+                                 shard_sentences, top_rows)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences
 
@@ -46,6 +48,79 @@ def test_streaming_aggregates_equal_whole_corpus_statistics():
         assert row["token_count"] == (tokens == row["token_id"]).sum()
     top = np.sort(x, axis=0)[::-1][:3]
     np.testing.assert_allclose(agg.top_values.double().numpy(), top, rtol=1e-6)
+
+
+def _aggregate(batches, top_k=3):
+    agg = ActivationAggregates(n_neurons=6, vocab_size=5, top_k=top_k)
+    for b in batches:
+        agg.update(b)
+    return agg
+
+
+def _assert_same_aggregates(a: ActivationAggregates, b: ActivationAggregates):
+    assert a.n == b.n
+    for name in ("mean", "m2", "m3", "m4", "token_sum"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-10)
+    for name in ("max", "n_positive", "token_count", "top_values", "top_sentence",
+                 "top_position"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_merged_shards_equal_the_unsharded_stream():
+    """Shards aggregated apart and merged (in either order) give the unsharded aggregates."""
+    batches = _random_batches(n_batches=7)
+    whole = _aggregate(batches)
+    even, odd = _aggregate(batches[0::2]), _aggregate(batches[1::2])
+    _assert_same_aggregates(_aggregate(batches[0::2]).merge(odd), whole)
+    _assert_same_aggregates(odd.merge(even), whole)
+    _assert_same_aggregates(ActivationAggregates(6, 5, 3).merge(whole), whole)  # empty shard
+
+
+def test_top_k_ties_are_broken_by_sentence_then_position_whatever_the_arrival_order():
+    # one neuron: values 5, 7, 7, 7 at (sentence, position) (3,0), (2,1), (0,4), (2,0)
+    values = torch.tensor([[5.0], [7.0], [7.0], [7.0]])
+    sentence = torch.tensor([[3], [2], [0], [2]])
+    position = torch.tensor([[0], [1], [4], [0]])
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        top, sid, pos = top_rows(values[order], sentence[order], position[order], k=2)
+        assert top.flatten().tolist() == [7.0, 7.0]
+        assert list(zip(sid.flatten().tolist(), pos.flatten().tolist())) == [(0, 4), (2, 0)]
+
+
+def test_aggregates_survive_the_arrow_round_trip():
+    agg = _aggregate(_random_batches(n_batches=3))
+    _assert_same_aggregates(ActivationAggregates.from_arrow(agg.to_arrow()), agg)
+
+
+def test_merging_aggregates_of_different_models_is_refused():
+    with pytest.raises(ValueError, match="different models"):
+        ActivationAggregates(6, 5).merge(ActivationAggregates(8, 5))
+
+
+def test_sharded_extraction_tables_equal_unsharded(tiny_checkpoints, tiny_corpus):
+    """Two shards of the real tiny model, merged, give the unsharded tables."""
+    bridge = load_bridge(find_checkpoints(tiny_checkpoints)[-1][1])
+    train = sentences(tiny_corpus, "train")
+    whole = extract_aggregates(bridge, train, ("mlp", "resid"), batch_size=8)
+    parts = [aggregate_sites(bridge, shard_sentences(train, i, 2), ("mlp", "resid"), 8)
+             for i in range(2)]
+    merged = aggregate_tables(bridge, train, {site: agg.merge(parts[1][site])
+                                              for site, agg in parts[0].items()})
+    for name in ("moments", "token_means", "top_contexts"):
+        a, b = getattr(whole, name), getattr(merged, name)
+        assert a.columns == b.columns and a.height == b.height
+        floats = [c for c, t in a.schema.items() if t == pl.Float64]
+        assert a.drop(floats).equals(b.drop(floats)), name
+        for c in floats:
+            np.testing.assert_allclose(b[c].to_numpy(), a[c].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_shards_cover_the_corpus_once():
+    corpus = [(i, f"s{i}") for i in range(10)]
+    shards = [shard_sentences(corpus, i, 3) for i in range(3)]
+    assert sorted(sum(map(list, shards), [])) == corpus
+    with pytest.raises(ValueError, match="shard 3"):
+        shard_sentences(corpus, 3, 3)
 
 
 def test_frequency_threshold_drops_rare_tokens():

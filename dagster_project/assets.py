@@ -14,12 +14,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from dagster_project.partitions import checkpoints_partitions, parse_partition_key
+from dagster_project.partitions import (checkpoints_partitions, extraction_shards,
+                                        parse_partition_key)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract import lake
-from extract.activations import (SITE_MLP, encode, extract_aggregates, is_masked_lm,
-                                 load_bridge, mlp_input_weight, paired_activations,
+from extract.activations import (SITE_MLP, aggregate_sites, aggregate_tables, encode,
+                                 is_masked_lm, load_bridge, merge_shard_states, mlp_input_weight,
+                                 paired_activations, sentence_fingerprint, shard_sentences,
                                  site_hook_names, site_shape, stream_mlp_activations,
                                  token_strings)
 from extract.checkpoints import CheckpointError, find_checkpoints
@@ -105,35 +107,94 @@ def corpus(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Materializ
         "n_sentences": df["sentence_id"].n_unique(), "preview": _preview(df)})
 
 
+N_SHARDS = extraction_shards()
+SHARD_STATE = "activation_shards"
+
+
+def _shard_key(shard: int) -> dg.AssetKey:
+    return dg.AssetKey(["shards", f"activation_shard_{shard}"])
+
+
+def _shard_state_path(nwh: NwhResource, model: str, checkpoint: str, shard: int, site: str) -> str:
+    return lake.state_path(nwh.lake, SHARD_STATE, model, checkpoint, f"shard{shard}-{site}")
+
+
+def _activation_shard(shard: int) -> dg.AssetsDefinition:
+    @dg.asset(key=_shard_key(shard), deps=[_key("corpus")], partitions_def=checkpoints_partitions,
+              group_name="extraction", kinds={"python", "parquet"},
+              description=f"Shard {shard} of {N_SHARDS} of the train split (every "
+                          f"{N_SHARDS}th sentence from sentence {shard}) streamed through the "
+                          "checkpoint with hooks on the configured sites: each site's mergeable "
+                          "aggregates (count, mean, central sums M2-M4, max, count > 0, token "
+                          "sums, top-k) as Parquet state under <lake>/_state/. Shards run in "
+                          "parallel under the multiprocess executor (`nwh run --workers`).")
+    def activation_shard(context: dg.AssetExecutionContext, nwh: NwhResource):
+        study = _study_for(context, nwh)
+        model, checkpoint = _partition(context)
+        cfg = study.extraction
+        if nwh.torch_threads:
+            torch.set_num_threads(nwh.torch_threads)
+        bridge = load_bridge(checkpoint_folder(study, checkpoint), cfg.trust_pickle_checkpoints)
+        train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
+        part = shard_sentences(train, shard, N_SHARDS)
+        aggs = aggregate_sites(bridge, part, cfg.sites, cfg.batch_size, cfg.top_k,
+                               progress=_progress(context, f"extraction shard {shard}"))
+        fingerprint = sentence_fingerprint(part)
+        for site, agg in aggs.items():
+            lake.atomic_write_parquet(agg.to_arrow(fingerprint),
+                                      _shard_state_path(nwh, model, checkpoint, shard, site))
+        return dg.MaterializeResult(metadata={
+            "n_sentences": len(part), "n_tokens": next(iter(aggs.values())).n,
+            "sites": ", ".join(aggs), "torch_threads": torch.get_num_threads()})
+
+    return activation_shard
+
+
+activation_shards = [_activation_shard(shard) for shard in range(N_SHARDS)]
+SHARD_KEYS = [_shard_key(shard) for shard in range(N_SHARDS)]
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(_key("neuron_moments"), deps=[_key("corpus")], group_name="extraction",
-                     kinds={"python", "parquet"},
+        dg.AssetSpec(_key("neuron_moments"), deps=[_key("corpus"), *SHARD_KEYS],
+                     group_name="extraction", kinds={"python", "parquet"},
                      description="Per neuron of each extracted site (mlp: MLP post-activation; "
                                  "resid: a layer's output hidden state, layer 0 = embedding "
-                                 "output): n_tokens, mean, std (population), max and fraction > 0 "
-                                 "of its activation over the train split."),
-        dg.AssetSpec(_key("neuron_token_means"), deps=[_key("corpus")], group_name="extraction",
-                     kinds={"python", "parquet"},
+                                 "output): n_tokens, mean, std (population), skew, kurtosis, "
+                                 "max and fraction > 0 of its activation over the train split "
+                                 "(the extraction shards merged)."),
+        dg.AssetSpec(_key("neuron_token_means"), deps=[_key("corpus"), *SHARD_KEYS],
+                     group_name="extraction", kinds={"python", "parquet"},
                      description="Mean activation of each neuron on each token type seen at "
                                  "least min_token_count times (Eq. 1 of Zhang et al.)."),
-        dg.AssetSpec(_key("neuron_top_contexts"), deps=[_key("corpus")], group_name="extraction",
-                     kinds={"python", "parquet"},
-                     description="Top-k activating tokens of each neuron with their context."),
+        dg.AssetSpec(_key("neuron_top_contexts"), deps=[_key("corpus"), *SHARD_KEYS],
+                     group_name="extraction", kinds={"python", "parquet"},
+                     description="Top-k activating tokens of each neuron with their context "
+                                 "(ties broken by sentence, then position)."),
     ],
     partitions_def=checkpoints_partitions,
     can_subset=False,
 )
 def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
-    """Stream the train split through the checkpoint once, with hooks on the configured sites."""
+    """Merge the extraction shards' aggregates into the three tables (equal to one unsharded
+    stream)."""
     study = _study_for(context, nwh)
     model, checkpoint = _partition(context)
-    bridge = load_bridge(checkpoint_folder(study, checkpoint),
-                         study.extraction.trust_pickle_checkpoints)
-    train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
     cfg = study.extraction
-    result = extract_aggregates(bridge, train, cfg.sites, cfg.batch_size, cfg.min_token_count,
-                                cfg.top_k, progress=_progress(context, "extraction"))
+    bridge = load_bridge(checkpoint_folder(study, checkpoint), cfg.trust_pickle_checkpoints)
+    train = sentences(lake.read_table(nwh.lake, "corpus", model), "train")
+    if not train:
+        raise dg.Failure("the corpus has no train sentences to extract activations from")
+    shards = [shard_sentences(train, shard, N_SHARDS) for shard in range(N_SHARDS)]
+    aggs = {}
+    for site in cfg.sites:
+        paths = [_shard_state_path(nwh, model, checkpoint, shard, site) for shard in range(N_SHARDS)]
+        missing = [p for p in paths if not lake.exists(p)]
+        if missing:
+            raise dg.Failure(f"no extraction state for site {site!r} at {missing}; materialize "
+                             f"the shard assets {[k.to_user_string() for k in SHARD_KEYS]} first")
+        aggs[site] = merge_shard_states([lake.read_parquet(p) for p in paths], shards)
+    result = aggregate_tables(bridge, train, aggs, cfg.min_token_count)
     shapes = ", ".join(f"{site}: {n} layers x {d}" for site, (n, d) in result.shapes.items())
     for table, df in (("neuron_moments", result.moments),
                       ("neuron_token_means", result.token_means),
@@ -141,7 +202,7 @@ def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
         path = lake.write_table(nwh.lake, table, df, model, checkpoint)
         yield dg.MaterializeResult(asset_key=_key(table), metadata={
             "path": str(path), "dagster/row_count": len(df), "sites": shapes,
-            "preview": _preview(df)})
+            "shards": N_SHARDS, "preview": _preview(df)})
 
 
 @dg.multi_asset(

@@ -97,14 +97,14 @@ def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
     return paths
 
 
-def run(home: Path, study_file: str, checkpoint: str | None) -> Path:
+def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1) -> Path:
     from dagster_project.runner import run_study
     from dagster_project.study import demo_study, load_study
 
     study = load_study(study_file) if study_file else demo_study(home)
     started = time.time()
     outcome = run_study(home, study, str(Path(study_file).resolve()) if study_file else "",
-                        checkpoint)
+                        checkpoint, workers=workers)
     print(f"materialized partition {outcome.partition_key} in {time.time() - started:.0f} s")
     return outcome.warehouse
 
@@ -182,6 +182,8 @@ def ui(home: Path, study_file: str, host: str, port: int) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nwh", description="Neuron Warehouse")
     parser.add_argument("--home", help="data folder (default: $NWH_HOME or warehouse/)")
+    parser.add_argument("--lake", help="lake location: a folder or any fsspec URL, e.g. "
+                                       "s3://bucket/lake (default: $NWH_LAKE_URL or <home>/lake)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="train the demo model if needed and build the whole warehouse")
     p = sub.add_parser("train", help="train the demo GPT-2 and save checkpoint-<step> folders")
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="materialize the study described by a YAML file")
     p.add_argument("--config", required=True, help="study YAML file")
     p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="extract the corpus shards in this many parallel processes (the "
+                        "multiprocess executor; default 1: everything in one process)")
     p = sub.add_parser("query", help="run read-only SQL on the warehouse")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -230,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     home = _home(args)
+    if args.lake:
+        os.environ["NWH_LAKE_URL"] = args.lake
     try:
         if args.command == "demo":
             demo(home)
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 train(home, out.with_name(f"{out.name}-seed{seed}") if args.seeds else out, seed,
                       args.steps, args.n_sentences, args.save_every, modular)
         elif args.command == "run":
-            run(home, args.config, args.checkpoint)
+            run(home, args.config, args.checkpoint, args.workers)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
         elif args.command == "explanations":

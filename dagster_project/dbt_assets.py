@@ -38,7 +38,7 @@ def ensure_manifest() -> Path:
     return manifest
 
 
-def dbt_env(lake: Path, duckdb_path: Path) -> dict[str, str]:
+def dbt_env(lake: str | Path, duckdb_path: Path) -> dict[str, str]:
     return {"NWH_LAKE": str(lake), "NWH_DUCKDB_PATH": str(duckdb_path)}
 
 
@@ -47,6 +47,7 @@ def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, nwh: N
     """Build and test every dbt model into a fresh DuckDB file, then publish it atomically."""
     target = nwh.warehouse_path
     building = target.with_name(f".{target.name}.{context.run.run_id}.building")
+    target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)
     ensure_placeholders(nwh.lake)
     os.environ.update(dbt_env(nwh.lake, building))
     try:

@@ -10,8 +10,8 @@ from dagster_dbt import DbtCliResource
 from dagster_project import assets
 from dagster_project.checks import lake_checks
 from dagster_project.dbt_assets import DBT_EXECUTABLE, dbt_project, warehouse_dbt
-from dagster_project.jobs import main_job
-from dagster_project.resources import NwhResource, default_home
+from dagster_project.jobs import extraction_shards_job, main_job
+from dagster_project.resources import NwhResource, default_home, default_lake
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
 
 python_assets = dg.load_assets_from_modules([assets])
@@ -19,15 +19,22 @@ all_assets = [*python_assets, warehouse_dbt]
 all_checks = lake_checks
 
 
-def resources(home: str | None = None, study_file: str | None = None) -> dict:
+def resources(home: str | None = None, study_file: str | None = None,
+              lake_url: str | None = None) -> dict:
     return {
         "nwh": NwhResource(home=str(home or default_home()),
                            study_file=study_file if study_file is not None
-                           else os.environ.get("NWH_STUDY", "")),
+                           else os.environ.get("NWH_STUDY", ""),
+                           lake_url=lake_url if lake_url is not None else default_lake()),
         "dbt": DbtCliResource(project_dir=dbt_project,
                               dbt_executable=DBT_EXECUTABLE),
     }
 
 
-defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=[main_job],
-                      sensors=[checkpoint_sensor], schedules=[daily_refresh], resources=resources())
+defs = dg.Definitions(assets=all_assets, asset_checks=all_checks,
+                      jobs=[main_job, extraction_shards_job], sensors=[checkpoint_sensor], schedules=[daily_refresh], resources=resources())
+
+
+def extraction_shards_job_def() -> dg.JobDefinition:
+    """The resolved extraction job, for `dg.reconstructable` (its steps run in other processes)."""
+    return defs.resolve_job_def(extraction_shards_job.name)

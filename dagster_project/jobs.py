@@ -1,9 +1,23 @@
-"""Jobs: the main job materializes the whole graph for one checkpoint partition."""
+"""Jobs: the main job materializes the whole graph for one checkpoint partition; the extraction
+job runs the corpus and the extraction shards in parallel processes."""
 
 import dagster as dg
+
+from dagster_project.assets import LAKE, SHARD_KEYS
 
 # In-process: on 2 cores a subprocess per step costs ~12 s of imports each and buys nothing.
 main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
                                executor_def=dg.in_process_executor,
                                description="Everything for one checkpoint: corpus, extraction, "
                                            "explanations, clustering, the dbt warehouse, reports.")
+
+# One process per shard (forked from a server that has imported the definitions once, so a step
+# does not pay the imports again); `nwh run --workers N` sets max_concurrent to N.
+extraction_shards_job = dg.define_asset_job(
+    "extraction_shards_job", selection=dg.AssetSelection.assets([*LAKE, "corpus"], *SHARD_KEYS),
+    executor_def=dg.multiprocess_executor,
+    config={"execution": {"config": {
+        "max_concurrent": len(SHARD_KEYS),
+        "start_method": {"forkserver": {"preload_modules": ["dagster_project.definitions"]}}}}},
+    description="The corpus and every extraction shard of one checkpoint, shards in parallel "
+                "processes (the multiprocess executor); then materialize the rest with main_job.")

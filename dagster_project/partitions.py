@@ -1,6 +1,9 @@
-"""The checkpoint dimension: one dynamic partition per (model, checkpoint), keyed ``model/checkpoint``."""
+"""The checkpoint dimension: one dynamic partition per (model, checkpoint), keyed ``model/checkpoint``;
+and the number of corpus shards extraction is split into within a checkpoint."""
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 
@@ -19,3 +22,13 @@ def parse_partition_key(key: str) -> tuple[str, str]:
     if not sep:
         raise ValueError(f"partition key {key!r} is not of the form 'model/checkpoint'")
     return safe_name(model, "model"), safe_name(checkpoint, "checkpoint")
+
+
+def extraction_shards() -> int:
+    """``NWH_EXTRACTION_SHARDS`` (default 2, one per core of the reference machine): the number
+    of shard assets the train split is divided into. Fixed when the definitions load, since each
+    shard is an asset (a step the multiprocess executor can run beside the others)."""
+    value = os.environ.get("NWH_EXTRACTION_SHARDS", "2")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"NWH_EXTRACTION_SHARDS={value!r} is not a whole number >= 1")
+    return int(value)

@@ -17,19 +17,30 @@ def default_home() -> Path:
     return Path(os.environ.get("NWH_HOME") or REPO_ROOT / "warehouse").resolve()
 
 
+def default_lake() -> str:
+    """``NWH_LAKE_URL`` if set (a path or any fsspec URL, e.g. ``s3://bucket/lake``), else ''
+    (the lake is then ``<home>/lake``)."""
+    return os.environ.get("NWH_LAKE_URL", "")
+
+
 class NwhResource(dg.ConfigurableResource):
-    """The Neuron Warehouse home folder and the study configuration file ('' = the demo study)."""
+    """The Neuron Warehouse home folder (the DuckDB file, reports, Dagster's instance), the lake
+    location ('' = ``<home>/lake``; else a path or fsspec URL) and the study configuration file
+    ('' = the demo study); `torch_threads` > 0 sets torch's intra-op threads in extraction steps
+    (parallel extraction gives each of N processes cores // N)."""
 
     home: str
     study_file: str = ""
+    lake_url: str = ""
+    torch_threads: int = 0
 
     @property
     def home_dir(self) -> Path:
         return Path(self.home)
 
     @property
-    def lake(self) -> Path:
-        return self.home_dir / "lake"
+    def lake(self) -> str:
+        return self.lake_url.rstrip("/") or str(self.home_dir / "lake")
 
     @property
     def warehouse_path(self) -> Path:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.definitions import all_assets, all_checks, resources
+from dagster_project.assets import SHARD_KEYS
+from dagster_project.definitions import (all_assets, all_checks, extraction_shards_job_def,
+                                         resources)
 from dagster_project.partitions import checkpoints_partitions, partition_key
 from dagster_project.study import StudyConfig
 from extract.checkpoints import find_checkpoints
@@ -66,17 +68,41 @@ def selection_for(study: StudyConfig) -> dg.AssetSelection:
                *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES),
                *([] if study.runs_universality else UNIVERSALITY_TABLES),
                *([] if study.runs_modularity else MODULARITY_TABLES)]
-    return dg.AssetSelection.all() - dg.AssetSelection.assets(*[["lake", t] for t in skipped])
+    return dg.AssetSelection.all() - dg.AssetSelection.assets(
+        *[["lake", t] for t in skipped], *([] if study.needs_model else SHARD_KEYS))
+
+
+def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.DagsterInstance,
+                        workers: int) -> None:
+    """Materialize the corpus and the extraction shards of partition `key` with the multiprocess
+    executor, `workers` shards at a time, each process with cores // workers torch threads."""
+    nwh = resources(str(home), study_file)["nwh"]
+    run_config = {
+        "execution": {"config": {"max_concurrent": workers}},
+        # the step processes fork from a server started once per process: pass what they need
+        "resources": {"nwh": {"config": {
+            "home": nwh.home, "study_file": nwh.study_file, "lake_url": nwh.lake_url,
+            "torch_threads": max(1, (os.cpu_count() or 1) // workers)}}}}
+    with dg.execute_job(dg.reconstructable(extraction_shards_job_def), instance,
+                        run_config=run_config, tags={"dagster/partition": key}) as result:
+        if not result.success:
+            failed = [e.message for e in result.all_events if e.is_failure]
+            raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
 
 
 def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: str | None = None,
-              instance: dg.DagsterInstance | None = None) -> RunOutcome:
-    """Materialize the study's graph for one checkpoint, then build and publish the warehouse."""
+              instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
+    """Materialize the study's graph for one checkpoint, then build and publish the warehouse.
+    With `workers` > 1 the corpus and the extraction shards run first in parallel processes."""
     name = checkpoint_to_run(study, checkpoint)
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)
     instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
-    result = dg.materialize([*all_assets, *all_checks], selection=selection_for(study), partition_key=key,
+    selection = selection_for(study)
+    if workers > 1 and study.needs_model:
+        extract_in_parallel(home, study_file, key, instance, workers)
+        selection = selection - dg.AssetSelection.assets(["lake", "corpus"], *SHARD_KEYS)
+    result = dg.materialize([*all_assets, *all_checks], selection=selection, partition_key=key,
                             resources=resources(str(home), study_file), instance=instance,
                             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                             raise_on_error=True)

@@ -14,6 +14,7 @@ masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of att
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -285,10 +286,11 @@ class ActivationAggregates:
             torch.cat([self.top_values, values]), torch.cat([self.top_sentence, sentence]),
             torch.cat([self.top_position, position]), self.top_k)
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, sentences: str = "") -> pa.Table:
         """The whole state as one Arrow table, a row per neuron (the moments, max, count > 0,
         top-k lists and the token sums of the token types seen, whose ids and counts are in the
-        schema metadata), for a shard to hand its aggregates to the merge step as Parquet."""
+        schema metadata), for a shard to hand its aggregates to the merge step as Parquet;
+        `sentences` (a :func:`sentence_fingerprint`) records what was aggregated."""
         seen = torch.nonzero(self.token_count).flatten()
         k, n_neurons = self.top_values.shape
 
@@ -304,7 +306,7 @@ class ActivationAggregates:
             "top_sentence": rows_of(self.top_sentence, pa.int64()),
             "top_position": rows_of(self.top_position, pa.int64()),
             "token_sum": rows_of(self.token_sum[seen], pa.float64()),
-        }, metadata={"n": str(self.n), "top_k": str(self.top_k),
+        }, metadata={"n": str(self.n), "top_k": str(self.top_k), "sentences": sentences,
                      "vocab_size": str(self.token_count.shape[0]),
                      "token_ids": ",".join(map(str, seen.tolist())),
                      "token_counts": ",".join(map(str, self.token_count[seen].tolist()))})
@@ -426,6 +428,30 @@ def shard_sentences(sentences: Sequence[tuple[int, str]], shard: int,
     return sentences[shard::n_shards]
 
 
+def sentence_fingerprint(sentences: Sequence[tuple[int, str]]) -> str:
+    """A digest of the ids and texts of `sentences`, to tell a shard's state from a stale one."""
+    digest = hashlib.sha1()
+    for sid, text in sentences:
+        digest.update(f"{sid}\t{text}\n".encode())
+    return digest.hexdigest()
+
+
+def merge_shard_states(states: Sequence[pa.Table],
+                       shards: Sequence[Sequence[tuple[int, str]]]) -> ActivationAggregates:
+    """Merge the Arrow states of shards 0..S-1 of one site, refusing a state that was not
+    aggregated over its shard's sentences (a stale shard of an earlier corpus)."""
+    if len(states) != len(shards) or not states:
+        raise ValueError(f"{len(states)} shard states for {len(shards)} shards")
+    merged = None
+    for i, (state, part) in enumerate(zip(states, shards)):
+        if (state.schema.metadata or {}).get(b"sentences", b"").decode() != sentence_fingerprint(part):
+            raise ValueError(f"shard {i}'s aggregates were computed on other sentences than shard "
+                             f"{i} of the current corpus (stale); re-materialize the shard assets")
+        agg = ActivationAggregates.from_arrow(state)
+        merged = agg if merged is None else merged.merge(agg)
+    return merged
+
+
 def aggregate_sites(
     bridge,
     sentences: Sequence[tuple[int, str]],
@@ -434,9 +460,8 @@ def aggregate_sites(
     top_k: int = 10,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, ActivationAggregates]:
-    """Stream `sentences` through `bridge` once and fold every site into its aggregates."""
-    if not sentences:
-        raise ValueError("corpus (or shard) is empty: no sentences to extract activations from")
+    """Stream `sentences` through `bridge` once and fold every site into its aggregates (empty
+    aggregates for no sentences: a shard may be empty)."""
     if not sites or len(set(sites)) != len(sites):
         raise ValueError(f"extraction sites must be distinct names from {list(SITES)}, got {sites}")
     vocab = bridge.cfg.d_vocab
@@ -477,6 +502,8 @@ def extract_aggregates(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionResult:
     """Stream `sentences` through `bridge` once and return the aggregate tables of `sites`."""
+    if not sentences:
+        raise ValueError("corpus is empty: no sentences to extract activations from")
     aggs = aggregate_sites(bridge, sentences, sites, batch_size, top_k, progress)
     return aggregate_tables(bridge, sentences, aggs, min_token_count)
 

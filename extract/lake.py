@@ -1,16 +1,18 @@
 """The lake schema: the one module that `extract/`, `models/` and `dagster_project/` share.
 
-Every lake table is a folder of Parquet files under ``<home>/lake/<table>/``, hive-partitioned by
+Every lake table is a folder of Parquet files under ``<lake>/<table>/``, hive-partitioned by
 ``model=<m>/checkpoint=<c>/`` (the corpus by ``model=<m>/`` only). The partition columns live in the
 path, not in the files, so DuckDB reads them back with ``hive_partitioning=true``.
 
-Writes are atomic: a file is written under a temporary name in the same folder and renamed into
+The lake is ``<home>/lake`` by default, or any fsspec URL (``s3://bucket/lake``): every read and
+write goes through fsspec. Writes are atomic: a file is written under a temporary name in the same folder and renamed into
 place, so a reader (or a killed run) never sees a partial file.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import uuid
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 # Column types of every lake table, without the hive partition columns (model, checkpoint).
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -172,20 +176,29 @@ def safe_name(value: str, what: str) -> str:
     return value
 
 
-def table_dir(lake: Path, table: str) -> Path:
+def table_dir(lake: str | Path, table: str) -> str:
+    """The folder (path or URL) of a lake table."""
     if table not in SCHEMAS:
         raise LakeError(f"unknown lake table {table!r}; known tables: {sorted(SCHEMAS)}")
-    return Path(lake) / table
+    return f"{str(lake).rstrip('/')}/{table}"
 
 
-def partition_path(lake: Path, table: str, model: str, checkpoint: str | None = None) -> Path:
-    """Path of the single Parquet file that holds one model/checkpoint partition of `table`."""
-    folder = table_dir(lake, table) / f"model={safe_name(model, 'model')}"
+def partition_path(lake: str | Path, table: str, model: str, checkpoint: str | None = None) -> str:
+    """Path (or URL) of the single Parquet file that holds one model/checkpoint partition of `table`."""
+    folder = f"{table_dir(lake, table)}/model={safe_name(model, 'model')}"
     if table not in CORPUS_TABLES:
         if checkpoint is None:
             raise LakeError(f"lake table {table!r} is partitioned by checkpoint; pass one")
-        folder = folder / f"checkpoint={safe_name(checkpoint, 'checkpoint')}"
-    return folder / "data.parquet"
+        folder = f"{folder}/checkpoint={safe_name(checkpoint, 'checkpoint')}"
+    return f"{folder}/data.parquet"
+
+
+def state_path(lake: str | Path, name: str, model: str, checkpoint: str, part: str) -> str:
+    """Path (or URL) of an intermediate state file under ``<lake>/_state/`` (e.g. one shard's
+    activation aggregates): handed from one asset to another, never a table, never read by dbt."""
+    return (f"{str(lake).rstrip('/')}/_state/{safe_name(name, 'state')}"
+            f"/model={safe_name(model, 'model')}/checkpoint={safe_name(checkpoint, 'checkpoint')}"
+            f"/{safe_name(part, 'part')}.parquet")
 
 
 def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
@@ -197,50 +210,70 @@ def conform(df: pl.DataFrame, table: str) -> pl.DataFrame:
     return df.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
-def atomic_write_parquet(table: pa.Table, path: Path) -> Path:
-    """Write `table` to `path` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+def atomic_write_parquet(table: pa.Table, path: str | Path) -> str:
+    """Write `table` to `path` (a local path or an fsspec URL) through a temporary file in the same
+    folder and a rename: atomic on a local disk; on object stores, where a rename is a copy, a
+    reader still never sees the temporary name."""
+    fs, target = url_to_fs(str(path))
+    fs.makedirs(posixpath.dirname(target), exist_ok=True)
+    tmp = posixpath.join(posixpath.dirname(target),
+                         f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        with fs.open(tmp, "wb") as out:
+            pq.write_table(table, out, compression="zstd")
+        if isinstance(fs, LocalFileSystem):
+            os.replace(tmp, target)
+        else:
+            fs.mv(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    return str(path)
+
+
+def read_parquet(path: str | Path) -> pa.Table:
+    """Read one Parquet file from a local path or an fsspec URL."""
+    fs, target = url_to_fs(str(path))
+    with fs.open(target, "rb") as f:
+        return pq.read_table(f)
+
+
+def exists(path: str | Path) -> bool:
+    fs, target = url_to_fs(str(path))
+    return fs.exists(target)
 
 
 def write_table(
-    lake: Path, table: str, df: pl.DataFrame, model: str, checkpoint: str | None = None
-) -> Path:
+    lake: str | Path, table: str, df: pl.DataFrame, model: str, checkpoint: str | None = None
+) -> str:
     """Conform `df` to the schema of `table` and write it as the model/checkpoint partition."""
     path = partition_path(lake, table, model, checkpoint)
     return atomic_write_parquet(conform(df, table).to_arrow(), path)
 
 
-def read_table(lake: Path, table: str, model: str, checkpoint: str | None = None) -> pl.DataFrame:
+def read_table(lake: str | Path, table: str, model: str,
+               checkpoint: str | None = None) -> pl.DataFrame:
     """Read one model/checkpoint partition of `table`; raise a clear error if it is absent."""
     path = partition_path(lake, table, model, checkpoint)
-    if not path.exists():
+    if not exists(path):
         raise LakeError(
             f"lake table {table!r} has no partition for model={model!r}"
             + (f", checkpoint={checkpoint!r}" if checkpoint else "")
             + f" (looked for {path}); materialize its asset first"
         )
-    return pl.read_parquet(path)
+    return pl.from_arrow(read_parquet(path))
 
 
-def ensure_placeholders(lake: Path) -> None:
+def ensure_placeholders(lake: str | Path) -> None:
     """Give every table a zero-row typed file so dbt staging views compile in any study.
 
     The placeholder lives at ``model=_none/checkpoint=_none/``, a name no user model can take
     (names start with a letter or digit), and contributes no rows.
     """
     for table, schema in SCHEMAS.items():
-        folder = table_dir(lake, table) / f"model={PLACEHOLDER}"
+        folder = f"{table_dir(lake, table)}/model={PLACEHOLDER}"
         if table not in CORPUS_TABLES:
-            folder = folder / f"checkpoint={PLACEHOLDER}"
-        path = folder / "data.parquet"
-        if not path.exists():
+            folder = f"{folder}/checkpoint={PLACEHOLDER}"
+        path = f"{folder}/data.parquet"
+        if not exists(path):
             atomic_write_parquet(pl.DataFrame(schema=schema).to_arrow(), path)

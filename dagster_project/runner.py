@@ -73,16 +73,17 @@ def selection_for(study: StudyConfig) -> dg.AssetSelection:
 
 
 def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.DagsterInstance,
-                        workers: int) -> None:
+                        workers: int, torch_threads: int | None = None) -> None:
     """Materialize the corpus and the extraction shards of partition `key` with the multiprocess
-    executor, `workers` shards at a time, each process with cores // workers torch threads."""
+    executor, `workers` shards at a time, each process with `torch_threads` torch threads
+    (default cores // workers)."""
     nwh = resources(str(home), study_file)["nwh"]
     run_config = {
         "execution": {"config": {"max_concurrent": workers}},
         # the step processes fork from a server started once per process: pass what they need
         "resources": {"nwh": {"config": {
             "home": nwh.home, "study_file": nwh.study_file, "lake_url": nwh.lake_url,
-            "torch_threads": max(1, (os.cpu_count() or 1) // workers)}}}}
+            "torch_threads": torch_threads or max(1, (os.cpu_count() or 1) // workers)}}}}
     with dg.execute_job(dg.reconstructable(extraction_shards_job_def), instance,
                         run_config=run_config, tags={"dagster/partition": key}) as result:
         if not result.success:

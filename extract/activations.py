@@ -5,8 +5,8 @@ Two neuron sites (DESIGN.md keys): ``mlp``, the MLP post-activations ``blocks.{l
 as Zhang et al. use for BERT (layer 0 = ``blocks.0.hook_resid_pre``, layer l = the output of
 block l-1, ``blocks.{l-1}.hook_resid_post``; 13 x 768 for BERT-base).
 
-Activations are never held for the whole corpus. Each batch of sentences is run through the
-model with hooks on the chosen sites only; the batch's activations (real tokens only: no padding,
+Activations are never held for the whole corpus. Each batch of sentences (of similar lengths)
+is run through the model with hooks on the chosen sites only, up to the last block; the batch's activations (real tokens only: no padding,
 no special tokens) are folded into :class:`ActivationAggregates` and dropped. Memory is bounded
 by the model size, the batch, the vocabulary and top-k, not by corpus length. Causal (GPT-2) and
 masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of attention.
@@ -142,25 +142,31 @@ def stream_activations(
 ) -> Iterator[dict[str, ActivationBatch]]:
     """Yield, batch by batch, each site's activations of `sentences` ((sentence_id, text) pairs).
 
-    All sites come from one forward pass. Sequences are right-padded and the padding is masked
-    out of attention (needed for bidirectional models), then excluded from the output, as are
-    special tokens (BOS/EOS, CLS/SEP).
+    All sites come from one forward pass, stopped after the last block (the final norm and the
+    unembedding are not needed). Sentences are batched in order of their token length, so a
+    batch carries almost no padding; the padding there is is masked out of attention (needed for
+    bidirectional models), then excluded from the output, as are special tokens (BOS/EOS,
+    CLS/SEP). Consumers key rows by (sentence_id, position), never by order.
     """
     tok = bridge.tokenizer
-    names = {site: site_hook_names(site, bridge.cfg.n_layers) for site in sites}
+    n_layers = bridge.cfg.n_layers
+    names = {site: site_hook_names(site, n_layers) for site in sites}
     special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     n_ctx = bridge.cfg.n_ctx
+    encoded = [encode(tok, text)[:n_ctx] for _, text in sentences]
+    by_length = sorted(range(len(sentences)), key=lambda i: len(encoded[i]))
     for start in range(0, len(sentences), batch_size):
-        chunk = sentences[start: start + batch_size]
-        ids, real = pad_sequences([encode(tok, text)[:n_ctx] for _, text in chunk], pad)
+        chunk = by_length[start: start + batch_size]
+        ids, real = pad_sequences([encoded[i] for i in chunk], pad)
         keep = real & ~torch.isin(ids, special)
         captured = {site: [None] * len(hooks) for site, hooks in names.items()}
         hooks = [(name, _capture_into(captured[site], layer, keep))
                  for site, site_names in names.items() for layer, name in enumerate(site_names)]
         with torch.no_grad():
-            bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=real.long())
-        sid = torch.tensor([s for s, _ in chunk], dtype=torch.long)
+            bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=real.long(),
+                                  stop_at_layer=n_layers)
+        sid = torch.tensor([sentences[i][0] for i in chunk], dtype=torch.long)
         token_ids = ids[keep]
         sentence_ids = sid[:, None].expand_as(ids)[keep]
         positions = torch.arange(ids.shape[1])[None, :].expand_as(ids)[keep]
@@ -185,22 +191,53 @@ def stream_mlp_activations(
 POSITION_LIMIT = 1 << 24  # positions are below n_ctx, far below this
 
 
-def top_rows(values: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor,
+def top_rows(values: torch.Tensor,
+             ids_at: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
              k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The k largest values of each column with their (sentence, position), ordered by value
-    descending and equal values by (sentence, position) ascending: a total order, so the top-k of
-    a stream does not depend on the order its rows arrive in (shards merge to the unsharded
-    top-k). Columns without ties take the fast ``topk`` path only."""
+    """The k largest values of each column of `values` (R x N) with their (sentence, position)
+    (``ids_at(idx, columns)`` gives those of rows `idx` of the given columns, all if None), ordered by value descending and equal values
+    by (sentence, position) ascending: a total order, so the top-k of a stream does not depend on
+    the order its rows arrive in (shards merge to the unsharded top-k). Only columns with ties
+    among their top k + 1 are re-ordered, and only over the rows tied with the k-th value or
+    above."""
     k = min(k, values.shape[0])
     top, idx = values.topk(min(k + 1, values.shape[0]), dim=0)
     tied = (top[1:] == top[:-1]).any(0).nonzero().flatten()
     idx = idx[:k]
     if len(tied):
-        key = sentence[:, tied] * POSITION_LIMIT + position[:, tied]
-        by_key = key.argsort(dim=0, stable=True)
-        by_value = values[:, tied].gather(0, by_key).argsort(dim=0, descending=True, stable=True)
-        idx[:, tied] = by_key.gather(0, by_value)[:k]
-    return values.gather(0, idx), sentence.gather(0, idx), position.gather(0, idx)
+        column = values[:, tied]
+        n_candidates = int((column >= top[k - 1, tied]).sum(0).max())
+        candidate_values, candidates = column.topk(n_candidates, dim=0)
+        sentence, position = ids_at(candidates, tied)
+        by_key = (sentence * POSITION_LIMIT + position).argsort(dim=0, stable=True)
+        by_value = candidate_values.gather(0, by_key).argsort(dim=0, descending=True, stable=True)
+        idx[:, tied] = candidates.gather(0, by_key.gather(0, by_value)[:k])
+    return (values.gather(0, idx), *ids_at(idx, None))
+
+
+def merge_top(old: Sequence[torch.Tensor], new: Sequence[torch.Tensor],
+              k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`top_rows` of the union of a top-k ``old`` = (values, sentence, position), each
+    K x N, and new rows ``new`` = (values M x N, sentence and position per row (M,) or per
+    entry (M x N))."""
+    old_values, old_sentence, old_position = old
+    values, sentence, position = new
+    k_old = old_values.shape[0]
+
+    def ids_at(idx: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        def pick(old_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            fresh_idx = (idx - k_old).clamp(min=0)
+            fresh = ids[fresh_idx] if ids.dim() == 1 else (
+                ids if columns is None else ids[:, columns]).gather(0, fresh_idx)
+            if k_old == 0:
+                return fresh
+            kept = (old_ids if columns is None else old_ids[:, columns]).gather(
+                0, idx.clamp(max=k_old - 1))
+            return torch.where(idx < k_old, kept, fresh)
+
+        return pick(old_sentence, sentence), pick(old_position, position)
+
+    return top_rows(torch.cat([old_values, values]), ids_at, k)
 
 
 class ActivationAggregates:
@@ -213,7 +250,7 @@ class ActivationAggregates:
     * per token type t and neuron j, the sum of activations and the count of t, from which
       Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``;
     * the top-k activations of each neuron with their (sentence_id, position).
-    All sums are float64.
+    Running sums are float64; a batch's own sums are float32, like its activations.
     """
 
     def __init__(self, n_neurons: int, vocab_size: int, top_k: int = 10):
@@ -232,25 +269,35 @@ class ActivationAggregates:
         self.top_position = torch.zeros((0, n_neurons), dtype=torch.long)
 
     def update(self, batch: ActivationBatch) -> None:
-        x = batch.acts.double()
-        m = x.shape[0]
+        """Fold in one batch. The batch's own sums are float32 (its activations are float32
+        and a batch is a few hundred rows), the running totals float64: the sums S_p of
+        d = x - c (c = the float32 batch mean) give the batch's central sums as
+        M2 = S2 - S1^2/M, M3 = S3 - 3e S2 + 2M e^3, M4 = S4 - 4e S3 + 6e^2 S2 - 3M e^4 with
+        e = S1/M (the shift of c from the exact mean), which Pebay's update then combines."""
+        acts = batch.acts
+        m = acts.shape[0]
         if m == 0:
             return
-        b_mean = x.mean(0)
-        centred = x - b_mean
-        self._add_moments(m, b_mean, (centred**2).sum(0), (centred**3).sum(0), (centred**4).sum(0))
-        self.max = torch.maximum(self.max, x.max(0).values)
-        self.n_positive += (batch.acts > 0).sum(0)
-        self.token_sum.index_add_(0, batch.token_ids, x)
+        centre = acts.mean(0)
+        d = acts - centre
+        d2 = d.square()
+        s1, s2, s3 = (t.sum(0).double() for t in (d, d2, d2 * d))
+        s4 = d2.square_().sum(0).double()
+        e = s1 / m
+        self._add_moments(m, centre.double() + e, s2 - s1 * e, s3 - 3 * e * s2 + 2 * m * e**3,
+                          s4 - 4 * e * s3 + 6 * e**2 * s2 - 3 * m * e**4)
+        batch_max = acts.amax(0)
+        self.max = torch.maximum(self.max, batch_max.double())
+        self.n_positive += acts.gt(0).sum(0, dtype=torch.int32)
+        self.token_sum.index_add_(0, batch.token_ids, acts.double())
         self.token_count += torch.bincount(batch.token_ids, minlength=self.token_count.shape[0])
-        n_neurons = x.shape[1]
-        self._add_top(batch.acts, batch.sentence_ids[:, None].expand(-1, n_neurons),
-                      batch.positions[:, None].expand(-1, n_neurons))
+        self._add_top(acts, batch.sentence_ids, batch.positions, batch_max)
 
     def merge(self, other: ActivationAggregates) -> ActivationAggregates:
         """Fold in the aggregates of another part of the corpus (a shard): the result equals the
-        aggregates of both parts streamed together, up to float64 rounding of the sums (the top-k
-        exactly, ties included, see :func:`top_rows`). Returns self."""
+        aggregates of both parts streamed together, up to the rounding of the sums (float32 within
+        a batch, float64 across batches: ~1e-7 relative), and the top-k exactly, ties included
+        (see :func:`top_rows`). Returns self."""
         if other.mean.shape != self.mean.shape or other.token_count.shape != self.token_count.shape:
             raise ValueError(f"cannot merge aggregates of {other.mean.shape[0]} neurons x "
                              f"{other.token_count.shape[0]} token types into {self.mean.shape[0]} "
@@ -280,11 +327,28 @@ class ActivationAggregates:
         self.mean += delta * nb / total
         self.n = total
 
-    def _add_top(self, values: torch.Tensor, sentence: torch.Tensor,
-                 position: torch.Tensor) -> None:
-        self.top_values, self.top_sentence, self.top_position = top_rows(
-            torch.cat([self.top_values, values]), torch.cat([self.top_sentence, sentence]),
-            torch.cat([self.top_position, position]), self.top_k)
+    def _add_top(self, values: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor,
+                 values_max: torch.Tensor | None = None) -> None:
+        """Fold rows `values` (M x N) into the top-k; their sentence and position are per row
+        (M,) for a batch of tokens or per entry (M x N) for another top-k. Once the top-k is
+        full, only the columns where a new value (`values_max`: their column maxima, if known)
+        reaches the k-th best are recomputed."""
+        if self.top_values.shape[0] < self.top_k:
+            self.top_values, self.top_sentence, self.top_position = merge_top(
+                (self.top_values, self.top_sentence, self.top_position),
+                (values, sentence, position), self.top_k)
+            return
+        if values_max is None:
+            values_max = values.amax(0)
+        columns = (values_max >= self.top_values[-1]).nonzero().flatten()
+        if len(columns) == 0:
+            return
+        state = (self.top_values, self.top_sentence, self.top_position)
+        new = merge_top([t[:, columns] for t in state],
+                        (values[:, columns], *(ids if ids.dim() == 1 else ids[:, columns]
+                                               for ids in (sentence, position))), self.top_k)
+        for target, result in zip(state, new):
+            target[:, columns] = result
 
     def to_arrow(self, sentences: str = "") -> pa.Table:
         """The whole state as one Arrow table, a row per neuron (the moments, max, count > 0,

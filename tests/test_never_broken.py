@@ -31,7 +31,7 @@ print("done", flush=True)
 
 def test_a_write_killed_midway_leaves_the_previous_file_whole(tmp_path):
     old = pl.DataFrame({"layer": [0], "neuron": [0], "explanation": ["old"], "score": [0.5]})
-    path = lake.write_table(tmp_path, "explanations", old, "m", "final")
+    path = Path(lake.write_table(tmp_path, "explanations", old, "m", "final"))
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "3000000"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"

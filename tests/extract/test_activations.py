@@ -34,7 +34,9 @@ def test_streaming_aggregates_equal_whole_corpus_statistics():
     np.testing.assert_allclose(moments["mean"], x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(moments["std"], x.std(0), rtol=1e-5)
     centred = x - x.mean(0)  # skew and (non-excess) kurtosis of the whole stream at once
-    np.testing.assert_allclose(moments["skew"], (centred**3).mean(0) / x.std(0) ** 3, rtol=1e-6)
+    # batch sums are float32 (as the activations are): skew, O(1) and here near 0, to 1e-6
+    np.testing.assert_allclose(moments["skew"], (centred**3).mean(0) / x.std(0) ** 3, rtol=1e-6,
+                               atol=1e-6)
     np.testing.assert_allclose(moments["kurtosis"], (centred**4).mean(0) / x.var(0) ** 2, rtol=1e-6)
     np.testing.assert_allclose(moments["max"], x.max(0), rtol=1e-6)
     np.testing.assert_allclose(moments["frac_positive"], (x > 0).mean(0))
@@ -82,7 +84,9 @@ def test_top_k_ties_are_broken_by_sentence_then_position_whatever_the_arrival_or
     sentence = torch.tensor([[3], [2], [0], [2]])
     position = torch.tensor([[0], [1], [4], [0]])
     for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
-        top, sid, pos = top_rows(values[order], sentence[order], position[order], k=2)
+        def ids_at(idx, columns, s=sentence[order], p=position[order]):
+            return s.gather(0, idx), p.gather(0, idx)  # one column: `columns` is all of them
+        top, sid, pos = top_rows(values[order], ids_at, k=2)
         assert top.flatten().tolist() == [7.0, 7.0]
         assert list(zip(sid.flatten().tolist(), pos.flatten().tolist())) == [(0, 4), (2, 0)]
 
@@ -112,7 +116,7 @@ def test_sharded_extraction_tables_equal_unsharded(tiny_checkpoints, tiny_corpus
         floats = [c for c, t in a.schema.items() if t == pl.Float64]
         assert a.drop(floats).equals(b.drop(floats)), name
         for c in floats:
-            np.testing.assert_allclose(b[c].to_numpy(), a[c].to_numpy(), rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(b[c].to_numpy(), a[c].to_numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_shards_cover_the_corpus_once():

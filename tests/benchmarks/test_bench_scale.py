@@ -1,0 +1,175 @@
+"""Scale benchmarks (run by `make bench`, never by `make test`).
+
+* Extraction throughput and peak memory: `extract.activations.extract_aggregates` (one forward
+  pass per batch with hooks on the two sites, aggregates folded in per batch) against the plain
+  TransformerLens loop a notebook would write: ``run_with_cache`` on every batch (caching every
+  hook), keep the two sites' activations, aggregate the same statistics afterwards. Demo model
+  and a GPT-2-small-shaped model, each run in a fresh process, median of NWH_BENCH_RUNS.
+* Extraction scaling with shards: the Dagster extraction job (`nwh run --workers`) on the
+  GPT-2-small-shaped model, 1 and 2 workers with one torch thread each, and 1 worker with both
+  cores' threads (the in-process default) for comparison.
+Results go to tests/benchmarks/RESULTS.md.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.benchmarks.results import write_section
+from tests.benchmarks.test_bench_universality import _gpt2_small_shaped, find_newest
+
+RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
+SCALE_SENTENCES = 1000
+SCALING = ((1, 1), (2, 1), (1, 2))  # (workers, torch threads per worker)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+EXTRACT = r"""
+import json, resource, sys, time
+import torch
+from extract.activations import (SITE_MLP, SITE_RESID, encode, extract_aggregates, load_bridge,
+                                 pad_sequences, site_hook_names)
+from extract.corpus import sentences, synthetic_corpus
+
+folder, method, n_sentences, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+bridge = load_bridge(folder)
+corpus = sentences(synthetic_corpus(n_sentences, seed=1), "train")
+sites = (SITE_MLP, SITE_RESID)
+
+
+def plain_run_with_cache(bridge, corpus, batch_size=32, top_k=10):
+    # What a notebook does: cache every hook per batch, keep the sites, aggregate at the end.
+    tok = bridge.tokenizer
+    names = {s: site_hook_names(s, bridge.cfg.n_layers) for s in sites}
+    special = torch.tensor(sorted(set(tok.all_special_ids)))
+    kept, token_ids = {s: [] for s in sites}, []
+    for start in range(0, len(corpus), batch_size):
+        chunk = corpus[start:start + batch_size]
+        ids, real = pad_sequences([encode(tok, t)[:bridge.cfg.n_ctx] for _, t in chunk],
+                                  tok.pad_token_id or 0)
+        keep = real & ~torch.isin(ids, special)
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids, attention_mask=real.long())
+        for s in sites:
+            kept[s].append(torch.cat([cache[n][keep] for n in names[s]], dim=-1))
+        token_ids.append(ids[keep])
+        del cache
+    tokens = torch.cat(token_ids)
+    for s in sites:
+        x = torch.cat(kept[s]).double()
+        mean = x.mean(0); c = x - mean; m2 = (c**2).mean(0)
+        stats = (mean, m2.sqrt(), (c**3).mean(0) / m2**1.5, (c**4).mean(0) / m2**2,
+                 x.max(0).values, (x > 0).double().mean(0))
+        sums = torch.zeros(bridge.cfg.d_vocab, x.shape[1], dtype=torch.float64)
+        sums.index_add_(0, tokens, x)
+        counts = torch.bincount(tokens, minlength=bridge.cfg.d_vocab)
+        means = sums[counts >= 5] / counts[counts >= 5, None]
+        top = x.topk(top_k, dim=0)
+    return int(tokens.numel())
+
+
+start = time.perf_counter()
+if method == "extract_aggregates":
+    n_tokens = int(extract_aggregates(bridge, corpus, sites).moments["n_tokens"][0])
+else:
+    n_tokens = plain_run_with_cache(bridge, corpus)
+seconds = time.perf_counter() - start
+print(json.dumps({"tokens": n_tokens, "seconds": seconds,
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+SHARDS = r"""
+import json, sys
+import dagster as dg
+from dagster_project.partitions import checkpoints_partitions, partition_key
+from dagster_project.runner import extract_in_parallel, instance_for
+from extract.checkpoints import find_checkpoints
+
+home, study, checkpoints, workers, threads = sys.argv[1:4] + [int(v) for v in sys.argv[4:6]]
+instance = instance_for(home)
+key = partition_key("bench", find_checkpoints(checkpoints)[-1][0])
+instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
+extract_in_parallel(home, study, key, instance, workers, threads)
+run = instance.get_runs(limit=1)[0]
+events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
+shard = [e for e in events if (e.step_key or "").startswith("shards__")]
+start = lambda kind, es: [e.timestamp for e in es if e.dagster_event.event_type_value == kind]
+print(json.dumps({
+    "run_s": max(e.timestamp for e in events) - min(e.timestamp for e in events),
+    "shards_s": max(start("STEP_SUCCESS", shard)) - min(start("STEP_START", shard))}))
+"""
+
+
+def _median_run(args: list[str], runs: int) -> dict:
+    samples = [json.loads(subprocess.run([sys.executable, "-c", *args], check=True, env=ENV,
+                                         capture_output=True, text=True).stdout.splitlines()[-1])
+               for _ in range(runs)]
+    return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+
+
+def _extraction_rows(models: dict[str, tuple[Path, int]]) -> tuple[list[str], dict]:
+    rows, speedups = [], {}
+    for name, (folder, n_sentences) in models.items():
+        r = {m: _median_run([EXTRACT, str(folder), m, str(n_sentences), str(os.cpu_count())],
+                            RUNS) for m in ("extract_aggregates", "run_with_cache")}
+        rate = {m: r[m]["tokens"] / r[m]["seconds"] for m in r}
+        speedups[name] = rate["extract_aggregates"] / rate["run_with_cache"]
+        rows.append(f"| {name} | {int(r['run_with_cache']['tokens']):,} | "
+                    f"{rate['extract_aggregates']:,.0f} tokens/s, "
+                    f"{r['extract_aggregates']['peak_mib']:,.0f} MiB | "
+                    f"{rate['run_with_cache']:,.0f} tokens/s, "
+                    f"{r['run_with_cache']['peak_mib']:,.0f} MiB | {speedups[name]:.2f}x |")
+    return rows, speedups
+
+
+def _study(folder: Path, checkpoints: Path, n_sentences: int) -> Path:
+    path = folder / "study.yaml"
+    path.write_text(json.dumps({
+        "model": "bench", "checkpoints": str(checkpoints),
+        "corpus": {"kind": "synthetic", "n_sentences": n_sentences, "seed": 1,
+                   "heldout_fraction": 0.2}}))
+    return path
+
+
+def test_extraction_throughput_memory_and_scaling(tmp_path):
+    nwh = str(Path(sys.executable).parent / "nwh")
+    subprocess.run([nwh, "--home", str(tmp_path / "home"), "train", "--out",
+                    str(tmp_path / "demo")], check=True, env=ENV, stdout=subprocess.DEVNULL)
+    big = _gpt2_small_shaped(find_newest(tmp_path / "demo"),
+                             tmp_path / "big" / "checkpoint-1", 0).parent
+    demo_sentences, big_sentences = 4000, 400
+    rows, speedups = _extraction_rows({"demo model (4 x 512 MLP)": (tmp_path / "demo", demo_sentences),
+                                       "GPT-2-small shape (12 x 3,072 MLP)": (big, big_sentences)})
+
+    study = _study(tmp_path, big, SCALE_SENTENCES)
+    scaling = {(workers, threads): _median_run(
+        [SHARDS, str(tmp_path / f"home-{workers}x{threads}"), str(study), str(big), str(workers),
+         str(threads)], 1) for workers, threads in SCALING}
+    base = scaling[(1, 1)]["shards_s"]
+    scale_rows = [f"| {w} | {t} | {r['shards_s']:.1f} s | {base / r['shards_s']:.2f}x | "
+                  f"{r['run_s']:.1f} s |" for (w, t), r in scaling.items()]
+    speedup = base / scaling[(2, 1)]["shards_s"]
+    body = (
+        "### Extraction against a plain `run_with_cache` loop\n\n"
+        f"Both sites (MLP and residual stream), batches of 32, both cores; median of {RUNS} "
+        "fresh processes each; throughput over the whole call (aggregation included), peak = "
+        "max RSS of the process (model included). The plain loop caches every hook of every "
+        "batch, keeps the two sites' activations and aggregates at the end, so its memory grows "
+        "with the corpus; `extract_aggregates` folds each batch in and drops it. Goal: at least "
+        "2x the plain loop's throughput with bounded memory.\n\n"
+        "| model | tokens | extract_aggregates | plain run_with_cache loop | speed-up |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "### Extraction shards, 1 and 2 workers\n\n"
+        f"The Dagster extraction job (`extraction_shards_job`, what `nwh run --workers N` runs "
+        f"first): corpus, its check and {2} shards of {SCALE_SENTENCES * 4 // 5:,} train "
+        "sentences on the GPT-2-small-shaped model under the multiprocess executor, each step a "
+        "process forked from a server that preloaded the definitions. Shard phase = first shard "
+        "start to last shard end (model loads included); run = the whole job. 1 run each. Goal: "
+        "1.7x or more from 1 to 2 workers.\n\n"
+        "| workers | torch threads each | shard phase | speed-up vs 1 x 1 | whole job |\n"
+        "|---|---|---|---|---|\n" + "\n".join(scale_rows))
+    print(write_section("Scale (tests/benchmarks/test_bench_scale.py)", body))
+    assert all(s > 1 for s in speedups.values()) and speedup > 1

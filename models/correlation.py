@@ -92,8 +92,8 @@ def correlation_block(batches: Batches, rows: slice, n_b: int) -> tuple[np.ndarr
         raise ValueError("no tokens to correlate: the activation stream is empty")
     var_x = sxx - sx * sx / n
     var_y = syy - sy * sy / n
-    r = sxy.sub_(torch.outer(sx, sy).div_(n))  # the covariance sums, in place
-    r.div_(torch.outer(var_x.clamp(min=0), var_y.clamp(min=0)).sqrt_())
+    r = sxy.addr_(sx, sy, alpha=-1 / n)  # the covariance sums, in place
+    r.div_(var_x.clamp(min=0).sqrt_()[:, None]).div_(var_y.clamp(min=0).sqrt_()[None, :])
     r[var_x <= 1e-12 * n] = torch.nan
     r[:, var_y <= 1e-12 * n] = torch.nan
     return r.numpy(), n
@@ -129,13 +129,13 @@ def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes:
     n_tokens = 0
     for p, start in enumerate(range(0, n_a, step)):
         block, n_tokens = correlation_block(batches, slice(start, min(n_a, start + step)), n_b)
-        defined = ~np.all(np.isnan(block), axis=1)
-        filled = np.where(np.isnan(block), -np.inf, block)
         rows = np.arange(start, start + block.shape[0])
         paired = rows[rows < n_b]
         same[paired] = block[paired - start, paired]
-        arg[rows[defined]] = filled[defined].argmax(axis=1)
-        best[rows[defined]] = filled[defined].max(axis=1)
+        top, top_at = torch.from_numpy(block).nan_to_num_(nan=-np.inf).max(dim=1)  # in place
+        defined = (top > -np.inf).numpy()
+        arg[rows[defined]] = top_at.numpy()[defined]
+        best[rows[defined]] = top.numpy()[defined]
         if progress:
             progress(p + 1, passes)
     return BestCorrelations(best, arg, same, n_tokens, passes)

@@ -141,8 +141,9 @@ def test_extraction_throughput_memory_and_scaling(tmp_path):
     big = _gpt2_small_shaped(find_newest(tmp_path / "demo"),
                              tmp_path / "big" / "checkpoint-1", 0).parent
     demo_sentences, big_sentences = 4000, 400
-    rows, speedups = _extraction_rows({"demo model (4 x 512 MLP)": (tmp_path / "demo", demo_sentences),
-                                       "GPT-2-small shape (12 x 3,072 MLP)": (big, big_sentences)})
+    rows, speedups = _extraction_rows({
+        "demo model (4 x 512 MLP, 5 x 128 resid)": (find_newest(tmp_path / "demo"), demo_sentences),
+        "GPT-2-small shape (12 x 3,072 MLP, 13 x 768 resid)": (big / "checkpoint-1", big_sentences)})
 
     study = _study(tmp_path, big, SCALE_SENTENCES)
     scaling = {(workers, threads): _median_run(
@@ -164,7 +165,8 @@ def test_extraction_throughput_memory_and_scaling(tmp_path):
         "|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "### Extraction shards, 1 and 2 workers\n\n"
         f"The Dagster extraction job (`extraction_shards_job`, what `nwh run --workers N` runs "
-        f"first): corpus, its check and {2} shards of {SCALE_SENTENCES * 4 // 5:,} train "
+        "first): corpus, its check and 2 shards of "
+        f"{SCALE_SENTENCES * 4 // 5:,} train "
         "sentences on the GPT-2-small-shaped model under the multiprocess executor, each step a "
         "process forked from a server that preloaded the definitions. Shard phase = first shard "
         "start to last shard end (model loads included); run = the whole job. 1 run each. Goal: "

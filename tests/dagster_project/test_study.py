@@ -55,3 +55,14 @@ def test_probing_runs_only_with_labels(tmp_path):
     assert synthetic.runs_probing and not text.runs_probing and conll.runs_probing
     assert conll.probing.path == str(tmp_path / "pos.conll")
     assert synthetic.probing.lca_settings().lambdas == (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_shard_count_is_named(monkeypatch, value):
+    from dagster_project.partitions import extraction_shards
+
+    monkeypatch.setenv("NWH_EXTRACTION_SHARDS", value)
+    with pytest.raises(ValueError, match=f"NWH_EXTRACTION_SHARDS='{value}'"):
+        extraction_shards()
+    monkeypatch.setenv("NWH_EXTRACTION_SHARDS", "3")
+    assert extraction_shards() == 3

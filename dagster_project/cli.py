@@ -61,7 +61,7 @@ EXAMPLE_QUERIES = [
 
 
 def _home(args) -> Path:
-    from dagster_project.resources import default_home
+    from dagster_project.home import default_home
 
     home = Path(args.home).resolve() if args.home else default_home()
     home.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
-from dagster_project.resources import REPO_ROOT, NwhResource, default_home
+from dagster_project.home import REPO_ROOT, default_home
+from dagster_project.resources import NwhResource
 from extract.lake import ensure_placeholders
 
 DBT_DIR = REPO_ROOT / "dbt"

@@ -11,7 +11,8 @@ from dagster_project import assets
 from dagster_project.checks import lake_checks
 from dagster_project.dbt_assets import DBT_EXECUTABLE, dbt_project, warehouse_dbt
 from dagster_project.jobs import extraction_shards_job, main_job
-from dagster_project.resources import NwhResource, default_home, default_lake
+from dagster_project.home import default_home, default_lake
+from dagster_project.resources import NwhResource
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
 
 python_assets = dg.load_assets_from_modules([assets])

@@ -212,7 +212,7 @@ def _query_latencies(home: Path, env: dict) -> list[tuple[str, int, float, float
         cli = []
         for _ in range(RUNS):
             started = time.perf_counter()
-            subprocess.run([NWH, "--home", str(home), "query", sql, "--format", "csv"], env=env,
+            subprocess.run([NWH, "--home", str(home), "query", sql, "--format", "json"], env=env,
                            check=True, capture_output=True)
             cli.append(time.perf_counter() - started)
         inner = []

@@ -149,6 +149,11 @@ def test_explanation_only_study_from_a_table_file(tmp_path):
     gini = _query(home, "select * from fct_layer_gini where model = 'gpt2-xl'")
     assert gini.height == 2 * 3 * 3
     assert _query(home, "select count(*) n from stg_explanations")["n"][0] == 36
+    best = _query(home, "select layer, neuron, score, n_tokens from dim_neurons "
+                        "order by score desc limit 1")  # the README's best-explained query
+    top = table.sort("score", descending=True).row(0, named=True)
+    assert (best["layer"][0], best["neuron"][0]) == (top["layer"], top["neuron"])
+    assert best["n_tokens"][0] is None
     assert {k: v for k, v in outcome.checks.items() if k.endswith("_expectations")} == {
                               "explanations_expectations": True,
                               "explanation_embeddings_expectations": True,

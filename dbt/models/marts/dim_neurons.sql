@@ -1,10 +1,12 @@
--- One row per neuron (MLP and residual sites) of each model checkpoint: its activation moments and, for MLP neurons, its explanation.
+-- One row per neuron of each model checkpoint: its activation moments (MLP and residual sites) and,
+-- for MLP neurons, its explanation. An explanation-only study (no model: e.g. the public GPT-2 XL
+-- explanations) gives its explained neurons with null moments.
 select
-    moments.model,
-    moments.checkpoint,
-    moments.site,
-    moments.layer,
-    moments.neuron,
+    coalesce(moments.model, explanations.model) as model,
+    coalesce(moments.checkpoint, explanations.checkpoint) as checkpoint,
+    coalesce(moments.site, 'mlp') as site,
+    coalesce(moments.layer, explanations.layer) as layer,
+    coalesce(moments.neuron, explanations.neuron) as neuron,
     moments.n_tokens,
     moments.mean_activation,
     moments.std_activation,
@@ -15,7 +17,7 @@ select
     explanations.explanation,
     explanations.score
 from {{ ref('stg_neuron_moments') }} as moments
-left join {{ ref('stg_explanations') }} as explanations
+full outer join {{ ref('stg_explanations') }} as explanations
     on moments.site = 'mlp'
     and moments.model = explanations.model
     and moments.checkpoint = explanations.checkpoint

@@ -195,8 +195,8 @@ def top_rows(values: torch.Tensor,
              ids_at: Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]],
              k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k largest values of each column of `values` (R x N) with their (sentence, position)
-    (``ids_at(idx, columns)`` gives those of rows `idx` of the given columns, all if None), ordered by value descending and equal values
-    by (sentence, position) ascending: a total order, so the top-k of a stream does not depend on
+    (``ids_at(idx, columns)`` gives those of rows `idx` of the given columns, all if None),
+    ordered by value descending and equal values by (sentence, position) ascending: a total order, so the top-k of a stream does not depend on
     the order its rows arrive in (shards merge to the unsharded top-k). Only columns with ties
     among their top k + 1 are re-ordered, and only over the rows tied with the k-th value or
     above."""

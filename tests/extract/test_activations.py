@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from extract.activations import (ActivationAggregates, ActivationBatch, aggregate_sites,
                                  aggregate_tables, encode, extract_aggregates, load_bridge,
-                                 shard_sentences, top_rows)
+                                 merge_top, shard_sentences, top_rows)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences
 
@@ -89,6 +89,29 @@ def test_top_k_ties_are_broken_by_sentence_then_position_whatever_the_arrival_or
         top, sid, pos = top_rows(values[order], ids_at, k=2)
         assert top.flatten().tolist() == [7.0, 7.0]
         assert list(zip(sid.flatten().tolist(), pos.flatten().tolist())) == [(0, 4), (2, 0)]
+
+
+def test_merged_top_k_equals_a_brute_force_sort_on_tied_columns():
+    """Many ties (values 0..3) in some columns only: every column's top-k is the first k of the
+    rows sorted by (-value, sentence, position), from an old top-k plus a batch."""
+    rng = np.random.default_rng(1)
+    n, k = 6, 4
+    old_values = torch.tensor(np.sort(rng.integers(0, 4, (k, n)), axis=0)[::-1].copy(),
+                              dtype=torch.float32)
+    old_values[:, 0] = torch.tensor([9.5, 8.5, 7.5, 6.5])  # column 0: no ties at all
+    old_sentence = torch.tensor(rng.integers(0, 50, (k, n)))
+    old_position = torch.tensor(rng.integers(0, 5, (k, n)))
+    values = torch.tensor(rng.integers(0, 4, (7, n)), dtype=torch.float32)
+    sentence, position = torch.arange(100, 107), torch.tensor(rng.integers(0, 5, 7))
+    top, sid, pos = merge_top((old_values, old_sentence, old_position),
+                              (values, sentence, position), k)
+    for j in range(n):
+        rows = [(-float(v), int(s), int(p)) for v, s, p in
+                zip(old_values[:, j], old_sentence[:, j], old_position[:, j])]
+        rows += [(-float(v), int(s), int(p)) for v, s, p in zip(values[:, j], sentence, position)]
+        expected = sorted(rows)[:k]
+        assert [(-float(v), int(s), int(p)) for v, s, p in
+                zip(top[:, j], sid[:, j], pos[:, j])] == expected, j
 
 
 def test_aggregates_survive_the_arrow_round_trip():

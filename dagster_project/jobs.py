@@ -11,8 +11,8 @@ main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
                                description="Everything for one checkpoint: corpus, extraction, "
                                            "explanations, clustering, the dbt warehouse, reports.")
 
-# One process per shard (forked from a server that has imported the definitions once, so a step
-# does not pay the imports again); `nwh run --workers N` sets max_concurrent to N.
+# One process per step, forked from a server that has imported the definitions once (a step still
+# costs ~10 s: Dagster rebuilds the job in it); `nwh run --workers N` sets max_concurrent to N.
 extraction_shards_job = dg.define_asset_job(
     "extraction_shards_job", selection=dg.AssetSelection.assets([*LAKE, "corpus"], *SHARD_KEYS),
     executor_def=dg.multiprocess_executor,
@@ -20,4 +20,5 @@ extraction_shards_job = dg.define_asset_job(
         "max_concurrent": len(SHARD_KEYS),
         "start_method": {"forkserver": {"preload_modules": ["dagster_project.definitions"]}}}}},
     description="The corpus and every extraction shard of one checkpoint, shards in parallel "
-                "processes (the multiprocess executor); then materialize the rest with main_job.")
+                "processes (the multiprocess executor); then materialize lake/neuron_moments and "
+                "everything downstream of it.")

@@ -8,7 +8,7 @@ block l-1, ``blocks.{l-1}.hook_resid_post``; 13 x 768 for BERT-base).
 Activations are never held for the whole corpus. Each batch of sentences (of similar lengths)
 is run through the model with hooks on the chosen sites only, up to the last block; the batch's activations (real tokens only: no padding,
 no special tokens) are folded into :class:`ActivationAggregates` and dropped. Memory is bounded
-by the model size, the batch, the vocabulary and top-k, not by corpus length. Causal (GPT-2) and
+by the model size, the batch, the token types seen and top-k, not by corpus length. Causal (GPT-2) and
 masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of attention.
 """
 
@@ -240,6 +240,62 @@ def merge_top(old: Sequence[torch.Tensor], new: Sequence[torch.Tensor],
     return top_rows(torch.cat([old_values, values]), ids_at, k)
 
 
+class TokenTypeSums:
+    """Per token type t and neuron j, the sum of the activations at t and the count of t: the
+    numerator and denominator of Eq. 1 of the activation-clusters paper. Rows exist only for
+    the types seen (in order of first appearance; :meth:`by_token` sorts them), so memory is
+    seen types x neurons rather than vocabulary x neurons (50,257 x 36,864 float64 = 14.8 GB
+    for GPT-2 small's MLP neurons). The row capacity doubles when it runs out."""
+
+    def __init__(self, n_neurons: int, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.row_of = torch.full((vocab_size,), -1, dtype=torch.long)
+        self.token_ids = torch.zeros(0, dtype=torch.long)
+        self._sums = torch.zeros((0, n_neurons), dtype=torch.float64)
+        self._counts = torch.zeros(0, dtype=torch.int64)
+
+    @property
+    def n_neurons(self) -> int:
+        return self._sums.shape[1]
+
+    def rows(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """The rows of `token_ids`, adding rows for the types not seen before."""
+        new = torch.unique(token_ids[self.row_of[token_ids] < 0])
+        if len(new):
+            n, needed = len(self.token_ids), len(self.token_ids) + len(new)
+            if needed > self._sums.shape[0]:
+                capacity = max(needed, 2 * self._sums.shape[0], 64)
+                self._sums = torch.cat([self._sums[:n],
+                                        self._sums.new_zeros(capacity - n, self.n_neurons)])
+                self._counts = torch.cat([self._counts[:n], self._counts.new_zeros(capacity - n)])
+            self.row_of[new] = torch.arange(n, needed)
+            self.token_ids = torch.cat([self.token_ids, new])
+        return self.row_of[token_ids]
+
+    def add(self, token_ids: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """Add `sums` (rows of float64, one per entry of `token_ids`) and `counts` to the types
+        `token_ids` (which may repeat)."""
+        rows = self.rows(token_ids)
+        self._sums.index_add_(0, rows, sums)
+        self._counts.index_add_(0, rows, counts)
+
+    def add_activations(self, token_ids: torch.Tensor, acts: torch.Tensor) -> None:
+        """Fold in a batch: activation rows `acts` (M x N) at tokens `token_ids` (M,)."""
+        self.add(token_ids, acts.double(), torch.ones_like(token_ids))
+
+    def merge(self, other: TokenTypeSums) -> None:
+        """Fold in another part's sums."""
+        ids, counts, sums = other.by_token()
+        self.add(ids, sums, counts)
+
+    def by_token(self, min_count: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token ids seen at least `min_count` times (ascending), their counts and sums (T x N)."""
+        counts = self._counts[:len(self.token_ids)]
+        kept = torch.nonzero(counts >= min_count).flatten()
+        order = kept[torch.argsort(self.token_ids[kept])]
+        return self.token_ids[order], counts[order], self._sums[order]
+
+
 class ActivationAggregates:
     """Mergeable per-neuron aggregates of a stream of activations.
 
@@ -248,7 +304,8 @@ class ActivationAggregates:
       standard deviation; skew = sqrt(n) M3 / M2^1.5; kurtosis = n M4 / M2^2, 3 for a Gaussian),
       max, count of activations > 0;
     * per token type t and neuron j, the sum of activations and the count of t, from which
-      Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``;
+      Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``
+      (:class:`TokenTypeSums`, over the types seen);
     * the top-k activations of each neuron with their (sentence_id, position).
     Running sums are float64; a batch's own sums are float32, like its activations.
     """
@@ -261,8 +318,7 @@ class ActivationAggregates:
         self.m4 = torch.zeros(n_neurons, dtype=torch.float64)
         self.max = torch.full((n_neurons,), -torch.inf, dtype=torch.float64)
         self.n_positive = torch.zeros(n_neurons, dtype=torch.int64)
-        self.token_sum = torch.zeros((vocab_size, n_neurons), dtype=torch.float64)
-        self.token_count = torch.zeros(vocab_size, dtype=torch.int64)
+        self.token_sums = TokenTypeSums(n_neurons, vocab_size)
         self.top_k = top_k
         self.top_values = torch.full((0, n_neurons), -torch.inf, dtype=torch.float32)
         self.top_sentence = torch.zeros((0, n_neurons), dtype=torch.long)
@@ -289,8 +345,7 @@ class ActivationAggregates:
         batch_max = acts.amax(0)
         self.max = torch.maximum(self.max, batch_max.double())
         self.n_positive += acts.gt(0).sum(0, dtype=torch.int32)
-        self.token_sum.index_add_(0, batch.token_ids, acts.double())
-        self.token_count += torch.bincount(batch.token_ids, minlength=self.token_count.shape[0])
+        self.token_sums.add_activations(batch.token_ids, acts)
         self._add_top(acts, batch.sentence_ids, batch.positions, batch_max)
 
     def merge(self, other: ActivationAggregates) -> ActivationAggregates:
@@ -298,15 +353,16 @@ class ActivationAggregates:
         aggregates of both parts streamed together, up to the rounding of the sums (float32 within
         a batch, float64 across batches: ~1e-7 relative), and the top-k exactly, ties included
         (see :func:`top_rows`). Returns self."""
-        if other.mean.shape != self.mean.shape or other.token_count.shape != self.token_count.shape:
+        if (other.mean.shape != self.mean.shape
+                or other.token_sums.vocab_size != self.token_sums.vocab_size):
             raise ValueError(f"cannot merge aggregates of {other.mean.shape[0]} neurons x "
-                             f"{other.token_count.shape[0]} token types into {self.mean.shape[0]} "
-                             f"x {self.token_count.shape[0]}: the shards come from different models")
+                             f"{other.token_sums.vocab_size} token types into "
+                             f"{self.mean.shape[0]} x {self.token_sums.vocab_size}: the shards "
+                             f"come from different models")
         self._add_moments(other.n, other.mean, other.m2, other.m3, other.m4)
         self.max = torch.maximum(self.max, other.max)
         self.n_positive += other.n_positive
-        self.token_sum += other.token_sum
-        self.token_count += other.token_count
+        self.token_sums.merge(other.token_sums)
         self._add_top(other.top_values, other.top_sentence, other.top_position)
         return self
 
@@ -355,8 +411,7 @@ class ActivationAggregates:
         top-k lists and the token sums of the token types seen, whose ids and counts are in the
         schema metadata), for a shard to hand its aggregates to the merge step as Parquet;
         `sentences` (a :func:`sentence_fingerprint`) records what was aggregated."""
-        seen = torch.nonzero(self.token_count).flatten()
-        k, n_neurons = self.top_values.shape
+        seen, counts, sums = self.token_sums.by_token()
 
         def rows_of(matrix: torch.Tensor, arrow_type: pa.DataType) -> pa.Array:
             width = matrix.shape[0]
@@ -369,11 +424,11 @@ class ActivationAggregates:
             "top_values": rows_of(self.top_values, pa.float32()),
             "top_sentence": rows_of(self.top_sentence, pa.int64()),
             "top_position": rows_of(self.top_position, pa.int64()),
-            "token_sum": rows_of(self.token_sum[seen], pa.float64()),
+            "token_sum": rows_of(sums, pa.float64()),
         }, metadata={"n": str(self.n), "top_k": str(self.top_k), "sentences": sentences,
-                     "vocab_size": str(self.token_count.shape[0]),
+                     "vocab_size": str(self.token_sums.vocab_size),
                      "token_ids": ",".join(map(str, seen.tolist())),
-                     "token_counts": ",".join(map(str, self.token_count[seen].tolist()))})
+                     "token_counts": ",".join(map(str, counts.tolist()))})
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> ActivationAggregates:
@@ -395,11 +450,10 @@ class ActivationAggregates:
         agg.max, agg.n_positive = column("max"), column("n_positive")
         agg.top_values, agg.top_sentence, agg.top_position = (
             matrix(c).contiguous() for c in ("top_values", "top_sentence", "top_position"))
-        seen = [int(t) for t in meta["token_ids"].split(",") if t]
-        agg.token_count[seen] = torch.tensor([int(c) for c in meta["token_counts"].split(",") if c],
-                                             dtype=torch.int64)
-        if seen:
-            agg.token_sum[seen] = matrix("token_sum")
+        seen, counts = (torch.tensor([int(v) for v in meta[key].split(",") if v], dtype=torch.long)
+                        for key in ("token_ids", "token_counts"))
+        if len(seen):
+            agg.token_sums.add(seen, matrix("token_sum").contiguous(), counts)
         return agg
 
     def moments_frame(self, n_layers: int, site: str = SITE_MLP) -> pl.DataFrame:
@@ -419,17 +473,20 @@ class ActivationAggregates:
 
     def token_means_frame(self, n_layers: int, token_strings: Sequence[str],
                           min_count: int, site: str = SITE_MLP) -> pl.DataFrame:
-        """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times."""
-        types = torch.nonzero(self.token_count >= min_count).flatten()
-        means = self.token_sum[types] / self.token_count[types, None]  # (T, N)
+        """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times;
+        `token_strings[token_id]` is a type's text."""
+        types, counts, sums = self.token_sums.by_token(min_count)
+        means = sums / counts[:, None]  # (T, N)
         n_types, n_neurons = means.shape
         d = n_neurons // n_layers
         j = np.tile(np.arange(n_neurons), n_types)
         t = np.repeat(types.numpy(), n_neurons)
         return pl.DataFrame({
             "site": site, "layer": j // d, "neuron": j % d, "token_id": t,
-            "token": np.asarray(token_strings, dtype=object)[t],
-            "token_count": self.token_count.numpy()[t], "mean_activation": means.flatten().numpy(),
+            "token": np.repeat(np.asarray([token_strings[i] for i in types.tolist()], dtype=object),
+                               n_neurons),
+            "token_count": np.repeat(counts.numpy(), n_neurons),
+            "mean_activation": means.flatten().numpy(),
         })
 
     def top_contexts_frame(self, n_layers: int, context_of: Callable[[int, int], tuple[str, str]],

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from extract.activations import (ActivationAggregates, ActivationBatch, aggregate_sites,
                                  aggregate_tables, encode, extract_aggregates, load_bridge,
-                                 merge_top, shard_sentences, top_rows)
+                                 merge_top, shard_sentences, top_rows, TokenTypeSums)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences
 
@@ -61,11 +61,13 @@ def _aggregate(batches, top_k=3):
 
 def _assert_same_aggregates(a: ActivationAggregates, b: ActivationAggregates):
     assert a.n == b.n
-    for name in ("mean", "m2", "m3", "m4", "token_sum"):
+    for name in ("mean", "m2", "m3", "m4"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-10)
-    for name in ("max", "n_positive", "token_count", "top_values", "top_sentence",
-                 "top_position"):
+    for name in ("max", "n_positive", "top_values", "top_sentence", "top_position"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
+    (ids_a, counts_a, sums_a), (ids_b, counts_b, sums_b) = (x.token_sums.by_token() for x in (a, b))
+    assert torch.equal(ids_a, ids_b) and torch.equal(counts_a, counts_b)
+    torch.testing.assert_close(sums_a, sums_b, rtol=1e-10, atol=1e-10)
 
 
 def test_merged_shards_equal_the_unsharded_stream():
@@ -148,6 +150,42 @@ def test_shards_cover_the_corpus_once():
     assert sorted(sum(map(list, shards), [])) == corpus
     with pytest.raises(ValueError, match="shard 3"):
         shard_sentences(corpus, 3, 3)
+
+
+def test_token_sums_grow_with_the_types_seen_and_equal_a_dense_sum():
+    """300 of 1,000 types arriving over 20 batches (the row capacity doubles past 64, 128, 256):
+    sums and counts by token equal a dense vocabulary x neurons sum."""
+    rng = np.random.default_rng(3)
+    sums = TokenTypeSums(n_neurons=4, vocab_size=1000)
+    types = rng.choice(1000, 300, replace=False)
+    dense, counts = np.zeros((1000, 4)), np.zeros(1000, dtype=np.int64)
+    for _ in range(20):
+        ids = rng.choice(types, 40)
+        acts = rng.normal(size=(40, 4)).astype(np.float32)
+        sums.add_activations(torch.tensor(ids), torch.tensor(acts))
+        np.add.at(dense, ids, acts.astype(np.float64))
+        np.add.at(counts, ids, 1)
+    ids, got_counts, got_sums = sums.by_token(min_count=2)
+    expected = np.flatnonzero(counts >= 2)
+    assert ids.tolist() == expected.tolist()
+    assert got_counts.tolist() == counts[expected].tolist()
+    np.testing.assert_allclose(got_sums.numpy(), dense[expected], rtol=1e-12)
+
+
+def test_token_sums_memory_follows_the_types_seen_not_the_vocabulary():
+    """GPT-2 small's MLP shape (50,257 types x 36,864 neurons: 14.8 GB as a dense float64
+    matrix): two types seen take the first 64 rows (18.9 MB), and their means are right."""
+    agg = ActivationAggregates(n_neurons=12 * 3072, vocab_size=50257, top_k=2)
+    acts = torch.zeros(3, 12 * 3072)
+    acts[:, 5] = torch.tensor([1.0, 4.0, 2.0])
+    agg.update(ActivationBatch(acts, torch.tensor([50256, 7, 50256]),
+                               torch.zeros(3, dtype=torch.long), torch.arange(3)))
+    assert agg.token_sums._sums.nbytes == 64 * 12 * 3072 * 8
+    means = agg.token_means_frame(12, {7: "a", 50256: "<eos>"}, min_count=1)
+    neuron5 = means.filter(pl.col("layer") == 0, pl.col("neuron") == 5).sort("token_id")
+    assert neuron5["token_id"].to_list() == [7, 50256]
+    assert neuron5["mean_activation"].to_list() == [4.0, 1.5]
+    assert neuron5["token_count"].to_list() == [1, 2]
 
 
 def test_frequency_threshold_drops_rare_tokens():

@@ -6,7 +6,8 @@ from transformers import AutoTokenizer, GPT2LMHeadModel
 
 from extract.activations import (ActivationAggregates, ActivationBatch, aggregate_sites,
                                  aggregate_tables, encode, extract_aggregates, load_bridge,
-                                 merge_top, shard_sentences, top_rows, TokenTypeSums)
+                                 merge_top, shard_sentences, site_hook_names, stream_activations,
+                                 top_rows, TokenTypeSums)
 from extract.checkpoints import CheckpointError, find_checkpoints
 from extract.corpus import sentences
 
@@ -231,6 +232,26 @@ def test_bridge_activations_match_huggingface_mlp_outputs(tiny_checkpoints, tiny
     assert result.moments.height == 2 * d
     contexts = result.top_contexts
     assert contexts["context"].str.contains(r"\[\[").all()
+
+
+def test_the_forward_ends_at_the_last_activation_wanted(tiny_checkpoints, tiny_corpus):
+    """Both sites of a sentence equal TransformerLens' own cache, the final norm and the
+    unembedding never run while streaming, and the bridge is left as it was (no hooks)."""
+    bridge = load_bridge(find_checkpoints(tiny_checkpoints)[-1][1])
+    text = sentences(tiny_corpus, "train")[0]
+    calls = []
+    for module in (bridge.ln_final, bridge.unembed):
+        module.register_forward_hook(lambda m, i, o: calls.append(m))
+    (batch,) = stream_activations(bridge, [text], ("mlp", "resid"))
+    assert calls == []
+    ids = torch.tensor([encode(bridge.tokenizer, text[1])])
+    logits, cache = bridge.run_with_cache(ids)
+    assert len(calls) == 2 and logits.shape[-1] == bridge.cfg.d_vocab
+    real = slice(1, ids.shape[1] - 1)  # without BOS / EOS
+    for site in ("mlp", "resid"):
+        expected = torch.cat([cache[n][0, real] for n in site_hook_names(site, bridge.cfg.n_layers)],
+                             dim=-1)
+        torch.testing.assert_close(batch[site].acts, expected)
 
 
 def test_missing_checkpoint_folder_is_named(tmp_path):

@@ -15,6 +15,16 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size in MiB (VmHWM, Linux). Not ``ru_maxrss``: Linux
+    carries it over fork + exec, so a benchmark process started from a big pytest process
+    would report at least the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: peak memory is measured on Linux only")
+
+
 def write_section(name: str, body: str) -> str:
     """Replace (or append) the section `## name` of RESULTS.md with `body`; return the file."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER

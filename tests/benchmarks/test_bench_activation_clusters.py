@@ -22,7 +22,8 @@ N_SENTENCES = 4000
 ABLATED_CLUSTERS = 5
 
 STAGE = r"""
-import json, resource, sys, time
+import json, sys, time
+from tests.benchmarks.results import peak_rss_mib
 import numpy as np, polars as pl
 from extract.activations import encode, extract_aggregates, load_bridge, site_hook_names
 from extract.corpus import sentences, synthetic_corpus
@@ -36,7 +37,7 @@ corpus = synthetic_corpus(n_sentences, seed=1)
 means = extract_aggregates(bridge, sentences(corpus, "train"), ("mlp",)).token_means
 emb = bridge.W_E.detach().double().numpy()
 settings = ActivationClusterSettings()
-rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_before = peak_rss_mib()
 start = time.perf_counter()
 if stage == "represent":
     matrix = token_matrix(means, settings.min_token_count)
@@ -59,14 +60,14 @@ else:  # clusters of the mean K = 200 size with 10 frequent tokens each, without
                                    matrix.neurons["neuron"].to_numpy()[rows]),
                          set(rng.choice(token_ids, size=10, replace=False).tolist())))
     heldout = [encode(bridge.tokenizer, t)[:bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = peak_rss_mib()
     start = time.perf_counter()
     rows = ablate_clusters(bridge, site_hook_names("mlp", bridge.cfg.n_layers), bridge.cfg.d_mlp,
                            clusters, heldout, bridge.tokenizer.pad_token_id, False, None,
                            AblationSettings())
     size = f"{len(clusters)} clusters x 16 ablations"
 elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": elapsed, "peak_mib": peak_rss_mib(),
                   "before_mib": rss_before, "size": size}))
 """
 

@@ -20,7 +20,8 @@ NWH = str(Path(sys.executable).parent / "nwh")
 RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
 
 EXTRACT = """
-import resource, sys, time
+import sys, time
+from tests.benchmarks.results import peak_rss_mib
 from extract.activations import extract_aggregates, load_bridge
 from extract.checkpoints import find_checkpoints
 from extract.corpus import sentences, synthetic_corpus
@@ -30,7 +31,7 @@ start = time.perf_counter()
 result = extract_aggregates(bridge, corpus, batch_size=32)
 elapsed = time.perf_counter() - start
 n_tokens = int(result.moments["n_tokens"][0])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_tokens / elapsed)
+print(peak_rss_mib(), n_tokens / elapsed)
 """
 
 

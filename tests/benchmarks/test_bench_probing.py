@@ -7,7 +7,7 @@
   float32 would be 14.7 GB), 12 labels. One epoch of the full grid is measured (one process); the
   paper's 10 epochs are 10 times the same work, so the table extrapolates from it and says so.
   The baseline in the same run is the machine's plain matrix-product rate at the grid's shape.
-Each process reports its peak RSS (ru_maxrss) before and after the grid search.
+Each process reports its peak RSS (VmHWM) before and after the grid search.
 """
 
 import os
@@ -23,14 +23,15 @@ RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 DEMO = """
-import resource, sys, time
+import sys, time
+from tests.benchmarks.results import peak_rss_mib
 import torch
 from extract.activations import load_bridge
 from extract.checkpoints import find_checkpoints
 from extract.corpus import synthetic_corpus
 from extract.probe_data import labelled_words, word_features
 from models.probing import ProbeData, grid_search
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mib
 bridge = load_bridge(find_checkpoints(sys.argv[1])[-1][1])
 labels = labelled_words(synthetic_corpus(4000, seed=0), ["pos"], 0, 0.1, 0.1, 1000)
 keys, x = word_features(bridge, labels.select("sentence_id", "word_index", "word"))
@@ -48,10 +49,11 @@ print(time.perf_counter() - start, before, rss(), len(part["train"]), x.shape[1]
 """
 
 GPT2_SMALL = """
-import resource, statistics, time
+import statistics, time
+from tests.benchmarks.results import peak_rss_mib
 import torch
 from models.probing import ProbeData, TrainSettings, grid_search
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mib
 n, d, t, g = 100_000, 36_864, 12, 49
 torch.manual_seed(0)
 y = torch.randint(0, t, (n,))

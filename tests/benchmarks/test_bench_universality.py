@@ -19,7 +19,8 @@ from tests.benchmarks.results import write_section
 RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
 
 CORRELATE = r"""
-import json, resource, sys, time
+import json, sys, time
+from tests.benchmarks.results import peak_rss_mib
 import torch
 from extract.activations import load_bridge, paired_activations
 from extract.checkpoints import find_checkpoints
@@ -53,17 +54,21 @@ for dtype in (torch.float64, torch.float32):  # the same product shape: (rows x 
 print(json.dumps({"seconds": seconds, "tokens": tokens, "neurons": n, "passes": best.passes,
                   "flops": 2 * n * n * tokens / seconds, "f64": rates["torch.float64"],
                   "f32": rates["torch.float32"],
-                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mib": peak_rss_mib()}))
 """
 
 
-def _gpt2_small_shaped(tokenizer_from: Path, out: Path, seed: int) -> Path:
+def _gpt2_small_shaped(tokenizer_from: Path, out: Path, seed: int,
+                       vocab_size: int | None = None) -> Path:
+    """A randomly initialised GPT-2 with GPT-2 small's layer shapes and the tokenizer of
+    `tokenizer_from`; `vocab_size` (default: the tokenizer's) sizes the embedding and unembedding."""
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     tok = AutoTokenizer.from_pretrained(tokenizer_from)
     torch.manual_seed(seed)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=768, n_layer=12,
+    GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size or len(tok), n_positions=64, n_embd=768,
+                               n_layer=12,
                                n_head=12, n_inner=3072, bos_token_id=tok.bos_token_id,
                                eos_token_id=tok.eos_token_id)).save_pretrained(out)
     tok.save_pretrained(out)

@@ -151,12 +151,12 @@ def stream_activations(
     """Yield, batch by batch, each site's activations of `sentences` ((sentence_id, text) pairs).
 
     All sites come from one forward pass, ended by the hook of the last activation wanted (the
-    rest of the last block, the final norm and the unembedding, 38 % of GPT-2 small's forward
-    at its 50,257 types, are not needed; TransformerLens' ``stop_at_layer`` only stops before
-    a block). Sentences are batched in order of their token length, so a
-    batch carries almost no padding; the padding there is is masked out of attention (needed for
-    bidirectional models), then excluded from the output, as are special tokens (BOS/EOS,
-    CLS/SEP). Consumers key rows by (sentence_id, position), never by order.
+    rest of the last block, the final norm and the unembedding, 31 % of GPT-2 small's forward
+    FLOPs at its 50,257 types, are not needed; TransformerLens' ``stop_at_layer`` only stops
+    before a block). Sentences are batched in order of their token length, so a batch carries
+    almost no padding; the padding there is is masked out of attention (needed for bidirectional
+    models), then excluded from the output, as are special tokens (BOS/EOS, CLS/SEP). Consumers
+    key rows by (sentence_id, position), never by order.
     """
     tok = bridge.tokenizer
     n_layers = bridge.cfg.n_layers

@@ -6,10 +6,11 @@ as Zhang et al. use for BERT (layer 0 = ``blocks.0.hook_resid_pre``, layer l = t
 block l-1, ``blocks.{l-1}.hook_resid_post``; 13 x 768 for BERT-base).
 
 Activations are never held for the whole corpus. Each batch of sentences (of similar lengths)
-is run through the model with hooks on the chosen sites only, up to the last block; the batch's activations (real tokens only: no padding,
-no special tokens) are folded into :class:`ActivationAggregates` and dropped. Memory is bounded
-by the model size, the batch, the token types seen and top-k, not by corpus length. Causal (GPT-2) and
-masked (BERT ``BertForMaskedLM``) models both work: padding is masked out of attention.
+is run through the model with hooks on the chosen sites only, up to the last activation wanted;
+the batch's activations (real tokens only: no padding, no special tokens) are folded into
+:class:`ActivationAggregates` and dropped. Memory is bounded by the model size, the batch, the
+token types seen and top-k, not by corpus length. Causal (GPT-2) and masked (BERT
+``BertForMaskedLM``) models both work: padding is masked out of attention.
 """
 
 from __future__ import annotations

@@ -32,18 +32,18 @@ from extract.explanation_sources import read_explanation_table
 from extract.openai_explanations import read_openai_explanations
 from extract.probe_data import (labelled_words, read_conll, token_classes, tokens_by_class,
                                 word_features)
-from models.ablation import NeuronSet, ablate_clusters, choose_clusters
-from models.activation_clusters import AGGLOMERATIVE, cluster_site
-from models.clustering import cluster_explanations, null_layer_counts
-from models.correlation import cached
-from models.correlation import neuron_stability as stability_against
+from models.activation_clusters.ablation import NeuronSet, ablate_clusters, choose_clusters
+from models.activation_clusters.clustering import AGGLOMERATIVE, cluster_site
+from models.explanation_clusters.clustering import cluster_explanations, null_layer_counts
+from models.universal_neurons import cached
+from models.universal_neurons import neuron_stability as stability_against
 from models.modularity import (LossSetup, bipartite_spectral_clusters, class_effects, enmeshment,
                                gradient_losses, gradient_similarity)
-from models.correlation import neuron_universality as universality_against
-from models.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
+from models.universal_neurons import neuron_universality as universality_against
+from reports.plots import (plot_cluster_positions, plot_cluster_variance, plot_layer_gini,
                           plot_min_variance_histogram, plot_probe_layer_distribution)
-from models.probing import run_lca
-from models.topics import cluster_topics
+from models.salient_neurons import run_lca
+from models.explanation_clusters.topics import cluster_topics
 
 LAKE = ["lake"]
 

@@ -79,7 +79,7 @@ def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
     """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders; `modular`
     (modular_layer, modular_k, modular_lambda, modular_warmup) adds the enmeshment loss."""
     from extract.corpus import sentences, synthetic_corpus
-    from models.demo_lm import DemoModelConfig, train_demo_model
+    from training.demo_lm import DemoModelConfig, train_demo_model
 
     out = out or home / "checkpoints" / "demo"
     corpus = synthetic_corpus(n_sentences, seed=0)

@@ -1,170 +1,169 @@
 """The study configuration: a YAML file that says which model, corpus, explanations and methods.
 
-Unknown keys and wrong types are errors that name the key. Relative paths are resolved against
-the folder of the YAML file. ``demo_study(home)`` is the embedded default used by ``nwh demo``.
+It is parsed once into a typed, frozen pydantic model (:class:`StudyConfig`): an unknown key, a
+wrong type or a value out of range is a one-line :class:`StudyConfigError` that names the key.
+Sections that configure a library take their fields and defaults from that library's settings
+class (:func:`_settings_fields`), so a default is written in one place. Relative paths are
+resolved against the folder of the YAML file. ``demo_study(home)`` is the embedded default used
+by ``nwh demo``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from extract.activations import SITE_MLP, SITES
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from extract.lake import LakeError, safe_name
 from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
-from models.ablation import AblationSettings
-from models.activation_clusters import REPRESENTATIONS, ActivationClusterSettings
-from models.clustering import NOISE_CHOICES, ClusteringSettings
-from models.probing import PAPER_LAMBDAS, LcaSettings, TrainSettings
+from models.activation_clusters.ablation import AblationSettings
+from models.activation_clusters.clustering import ActivationClusterSettings
+from models.explanation_clusters.clustering import NOISE_CHOICES, ClusteringSettings
+from models.salient_neurons import LcaSettings, TrainSettings
 
 
 class StudyConfigError(ValueError):
     """The study configuration file is missing, unreadable, or has unknown keys or wrong types."""
 
 
-@dataclass(frozen=True)
-class CorpusConfig:
-    kind: str = "synthetic"  # synthetic | text
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Section(BaseModel):
+    model_config = _STRICT
+
+
+def _settings_fields(cls, *, prefix: str = "", exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of library settings dataclass `cls` as pydantic fields, with its defaults
+    (tuples and sequences become lists, as YAML writes them), named `prefix` + field name."""
+    hints = get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        annotation = hints[f.name]
+        if get_origin(annotation) in (tuple, Sequence):
+            annotation, default = list[get_args(annotation)[0]], list(default)
+        out[prefix + f.name] = (annotation, Field(default))
+    return out
+
+
+def _library_values(section: BaseModel, cls, *, prefix: str = "", **extra) -> Any:
+    """An instance of settings class `cls` from the section's fields named `prefix` + field."""
+    values = {f.name: getattr(section, prefix + f.name) for f in dataclasses.fields(cls)
+              if hasattr(section, prefix + f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values, **extra)
+
+
+class CorpusConfig(_Section):
+    kind: Literal["synthetic", "text"] = "synthetic"
     path: str | None = None  # folder of .txt files (kind: text)
-    per: str = "line"  # one document per line or per file (kind: text)
+    per: Literal["line", "file"] = "line"  # one document per line or per file (kind: text)
     n_sentences: int = 4000  # kind: synthetic
     seed: int = 0
     heldout_fraction: float = 0.1
 
 
-@dataclass(frozen=True)
-class ExplanationsConfig:
-    source: str = "local"  # local | table | openai
+class ExplanationsConfig(_Section):
+    source: Literal["local", "table", "openai"] = "local"
     path: str | None = None  # table: CSV or Parquet; openai: folder of {layer}/{neuron}.jsonl
     max_tokens: int = 8
     n_layers: int | None = None  # openai: expected layers (None = inferred from the folders)
     neurons_per_layer: int | None = None  # openai: expected neurons per layer (None = inferred)
 
 
-@dataclass(frozen=True)
-class ExtractionConfig:
-    sites: list[str] = field(default_factory=lambda: ["mlp", "resid"])  # neuron sites to extract
+class ExtractionConfig(_Section):
+    sites: list[str] = Field(default_factory=lambda: list(SITES))  # neuron sites to extract
     batch_size: int = 32
     min_token_count: int = 5
     top_k: int = 10
     trust_pickle_checkpoints: bool = False  # load pytorch_model.bin with weights_only=True
 
 
-@dataclass(frozen=True)
-class EmbeddingConfig:
+class EmbeddingConfig(_Section):
     model: str = DEFAULT_EMBEDDING_MODEL
     batch_size: int = 64
 
 
-@dataclass(frozen=True)
-class ClusteringConfig:
-    """The explanation-clusters study (Ben Yaakov et al.); see models.clustering for each knob."""
-
-    methods: list[str] = field(default_factory=lambda: ["kmeans", "dbscan", "hdbscan", "random"])
-    k: int | None = None
-    filter_percentiles: list[int] = field(default_factory=lambda: [0, 50, 90])
-    seed: int = 0
-    kmeans_n_init: int = 10
-    dbscan_eps: float = 0.3
-    dbscan_min_samples: int = 10
-    hdbscan_min_cluster_size: int = 10
-    hdbscan_dims: int = 5
-    noise: str = "reassign"  # reassign | keep
-    max_fit_neurons: int = 20000
-    null_shuffles: int = 20
+class _ClusteringBase(_Section):
+    """The explanation-clusters study (Ben Yaakov et al.): exactly ClusteringSettings."""
 
     def settings(self) -> ClusteringSettings:
-        return ClusteringSettings(**{f.name: getattr(self, f.name) for f in fields(self)})
+        return _library_values(self, ClusteringSettings)
 
 
-@dataclass(frozen=True)
-class ProbingConfig:
-    """The salient-neurons study (LCA); defaults are the paper's (Durrani et al., Sec. 2, 3)."""
+ClusteringConfig = create_model("ClusteringConfig", __base__=_ClusteringBase,
+                                **_settings_fields(ClusteringSettings))
+
+
+class _ProbingData(_Section):
+    """The salient-neurons study's data; the LCA fields come from LcaSettings and TrainSettings."""
 
     enabled: bool = True
-    labels: str = "corpus"  # corpus (the synthetic corpus's labels) | conll
+    labels: Literal["corpus", "conll"] = "corpus"  # the synthetic corpus's labels | a CoNLL file
     path: str | None = None  # CoNLL-style file: word<TAB>label[<TAB>label...] (labels: conll)
-    tasks: list[str] = field(default_factory=lambda: ["pos", "semantic_class"])
+    tasks: list[str] = Field(default_factory=lambda: ["pos", "semantic_class"])
     representative: str = "last"  # last | first | mean subword of a word
     max_sentences: int | None = 1000  # seeded sample of the labelled sentences
     dev_fraction: float = 0.1
     test_fraction: float = 0.1
-    lambdas: list[float] = field(default_factory=lambda: list(PAPER_LAMBDAS))
-    epochs: int = 10
-    batch_size: int = 512
-    learning_rate: float = 0.001
-    top_percent: float = 20.0
-    ranking_step: float = 1.0
-    delta: float = 0.01
-    minimal_step: float = 1.0
-    n_random: int = 3
-    seed: int = 0
 
     def lca_settings(self) -> LcaSettings:
-        return LcaSettings(
-            lambdas=tuple(float(v) for v in self.lambdas), top_percent=self.top_percent,
-            ranking_step=self.ranking_step, delta=self.delta, minimal_step=self.minimal_step,
-            n_random=self.n_random,
-            train=TrainSettings(self.epochs, self.batch_size, self.learning_rate, self.seed))
+        return _library_values(self, LcaSettings, train=_library_values(self, TrainSettings))
 
 
-@dataclass(frozen=True)
-class ActivationClustersConfig:
-    """The activation-clusters study (Zhang et al.); defaults are the paper's (K = 50 and 200,
-    lambda 0.5 over 5 neighbours, refinement threshold 0.6). See models.activation_clusters and
-    models.ablation for each knob."""
+ProbingConfig = create_model("ProbingConfig", __base__=_ProbingData,
+                             **_settings_fields(LcaSettings, exclude=("train",)),
+                             **_settings_fields(TrainSettings))
+
+
+class _ActivationClustersData(_Section):
+    """The activation-clusters study (Zhang et al.): which sites, and how many clusters to
+    ablate; the method's fields come from ActivationClusterSettings and AblationSettings
+    (``ablation_`` + field)."""
 
     enabled: bool = True
-    sites: list[str] = field(default_factory=lambda: ["mlp", "resid"])
-    representations: list[str] = field(default_factory=lambda: list(REPRESENTATIONS))
-    ks: list[int] = field(default_factory=lambda: [50, 200])
-    refine: bool = True  # also the refined variant of every clustering
-    min_token_count: int = 5
-    smoothing_lambda: float = 0.5
-    smoothing_neighbours: int = 5
-    refine_threshold: float = 0.6
-    top_tokens: int = 10
-    ablation_repeats: int = 5  # draws of each random baseline per cluster
-    ablation_max_sentences: int = 32  # held-out sequences per cluster
+    sites: list[str] = Field(default_factory=lambda: list(SITES))
     ablation_max_clusters: int | None = None  # seeded sample per clustering (None = all)
-    ablation_batch_rows: int = 64  # sequences per forward pass
-    seed: int = 0
 
     def settings(self) -> ActivationClusterSettings:
-        return ActivationClusterSettings(
-            representations=tuple(self.representations), ks=tuple(self.ks), refine=self.refine,
-            min_token_count=self.min_token_count, smoothing_lambda=self.smoothing_lambda,
-            smoothing_neighbours=self.smoothing_neighbours,
-            refine_threshold=self.refine_threshold, top_tokens=self.top_tokens, seed=self.seed)
+        return _library_values(self, ActivationClusterSettings)
 
     def ablation_settings(self) -> AblationSettings:
-        return AblationSettings(self.ablation_repeats, self.ablation_max_sentences,
-                                self.ablation_batch_rows, self.seed)
+        return _library_values(self, AblationSettings, prefix="ablation_", seed=self.seed)
 
 
-@dataclass(frozen=True)
-class UniversalityConfig:
+ActivationClustersConfig = create_model(
+    "ActivationClustersConfig", __base__=_ActivationClustersData,
+    **_settings_fields(ActivationClusterSettings),
+    **_settings_fields(AblationSettings, prefix="ablation_", exclude=("seed",)))
+
+
+class UniversalityConfig(_Section):
     """The universal-neurons study (Gurnee et al.): the study's model against other models
     trained from other seeds on the same data (each a folder of checkpoints; its newest is used)."""
 
-    other_models: list[str] = field(default_factory=list)  # empty: the study does not run
+    other_models: list[str] = Field(default_factory=list)  # empty: the study does not run
     max_sentences: int = 1000  # first sentences of the train split, the same tokens for all
     threshold: float = 0.5  # universal when excess_corr is above it (the paper's)
     memory_budget_mb: int = 1024  # float64 working set of the blocked correlation
     seed: int = 0  # of the random rotations of the baseline
 
 
-@dataclass(frozen=True)
-class ModularityConfig:
+class ModularityConfig(_Section):
     """The modularity study (Golechha et al.): BSGC and enmeshment of every MLP weight matrix for
     each k; cluster ON/OFF and effective circuit size per semantic class for one layer."""
 
     enabled: bool = True
-    ks: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8])
+    ks: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8])
     layer: int | None = None  # ON/OFF and circuit size: null = the middle layer (n_layers // 2)
     effect_k: int = 4  # clusters of that layer for ON/OFF (the paper's 4)
     max_sentences: int = 32  # held-out sequences per semantic class
@@ -173,8 +172,7 @@ class ModularityConfig:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(_Section):
     model: str
     checkpoints: str | None = None
     checkpoint_name: str = "final"  # the checkpoint key of an explanation-only study
@@ -218,64 +216,58 @@ class StudyConfig:
         return self.needs_model and self.activation_clusters.enabled
 
 
-_SECTIONS = {"corpus": CorpusConfig, "explanations": ExplanationsConfig,
-             "extraction": ExtractionConfig, "embedding": EmbeddingConfig,
-             "clustering": ClusteringConfig, "probing": ProbingConfig,
-             "activation_clusters": ActivationClustersConfig, "universality": UniversalityConfig,
-             "modularity": ModularityConfig}
-_CHOICES = {("corpus", "kind"): ("synthetic", "text"), ("corpus", "per"): ("line", "file"),
-            ("explanations", "source"): ("local", "table", "openai"),
-            ("clustering", "noise"): NOISE_CHOICES,
-            ("probing", "labels"): ("corpus", "conll"),
-            ("probing", "representative"): REPRESENTATIVES}
+_TYPE_NAMES = {"int_type": "int", "int_from_float": "int", "float_type": "float",
+               "float_parsing": "float", "string_type": "str", "bool_type": "bool",
+               "list_type": "a list", "model_type": "a mapping", "dict_type": "a mapping"}
 
 
-def _check_type(where: str, value: Any, annotation: str) -> Any:
-    if value is None and "None" in annotation:
-        return None
-    if "list" in annotation:
-        name = next(n for n in ("int", "float", "str") if f"[{n}]" in annotation)
-        inner = {"int": int, "float": (int, float), "str": str}[name]
-        if not isinstance(value, list) or not all(isinstance(v, inner) and not isinstance(v, bool)
-                                                  for v in value):
-            raise StudyConfigError(f"study config: {where} must be a list of {name}, "
-                                   f"got {value!r}")
-        return [float(v) for v in value] if name == "float" else value
-    expected = {"bool": bool, "int": int, "float": (int, float), "str": str}
-    for name, typ in expected.items():
-        if annotation.startswith(name):
-            if (isinstance(value, bool) and name != "bool") or not isinstance(value, typ):
-                raise StudyConfigError(f"study config: {where} must be {name}, got {value!r}")
-            return float(value) if name == "float" else value
-    return value
+def _message(error: ValidationError, data: Any) -> str:
+    """The first problem of a pydantic error as one line naming the key."""
+    e = error.errors()[0]
+    loc = [str(part) for part in e["loc"] if not isinstance(part, int)]
+    path = ".".join(loc) or "top level"
+    if e["type"] == "extra_forbidden":
+        where = ".".join(loc[:-1]) or "top level"
+        section = StudyConfig
+        for name in loc[:-1]:
+            section = StudyConfig.model_fields[name].annotation
+        unknown = sorted(set(_get(data, loc[:-1])) - set(section.model_fields))
+        return (f"study config: unknown key(s) {unknown} in {where}; "
+                f"known keys: {sorted(section.model_fields)}")
+    if e["type"] == "literal_error":
+        choices = [a for a in get_args(_annotation(loc)) if a is not None]
+        return f"study config: {path} must be one of {choices}, got {e['input']!r}"
+    if e["type"] == "missing":
+        return f"study config: {path} is required"
+    if any(isinstance(part, int) for part in e["loc"]):
+        inner = _TYPE_NAMES.get(e["type"], e["type"])
+        return f"study config: {path} must be a list of {inner}, got {_get(data, loc)!r}"
+    expected = _TYPE_NAMES.get(e["type"], e["msg"])
+    return f"study config: {path} must be {expected}, got {e['input']!r}"
 
 
-def _build(cls, data: Any, where: str):
-    if not isinstance(data, dict):
-        raise StudyConfigError(f"study config: {where} must be a mapping, got {data!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise StudyConfigError(f"study config: unknown key(s) {unknown} in {where}; "
-                               f"known keys: {sorted(known)}")
-    values = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where != "top level" else key
-        if key in _SECTIONS:
-            values[key] = _build(_SECTIONS[key], value, path)
-            continue
-        values[key] = _check_type(path, value, str(known[key].type))
-        choices = _CHOICES.get((where, key))
-        if choices and value not in choices:
-            raise StudyConfigError(f"study config: {path} must be one of {list(choices)}, "
-                                   f"got {value!r}")
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise StudyConfigError(f"study config: {where}: {e}") from None
+def _get(data: Any, keys: list[str]) -> Any:
+    for key in keys:
+        data = data[key]
+    return data
 
 
-def _check_probing(p: ProbingConfig) -> None:
+def _annotation(loc: list[str]):
+    section = StudyConfig
+    for name in loc[:-1]:
+        section = section.model_fields[name].annotation
+    annotation = section.model_fields[loc[-1]].annotation
+    return next((a for a in get_args(annotation) if get_origin(a) is Literal), annotation)
+
+
+def _choose(path: str, value: Any, choices: Sequence) -> None:
+    if value not in choices:
+        raise StudyConfigError(f"study config: {path} must be one of {list(choices)}, "
+                               f"got {value!r}")
+
+
+def _check_probing(p) -> None:
+    _choose("probing.representative", p.representative, REPRESENTATIVES)
     if p.labels == "conll" and not p.path:
         raise StudyConfigError("study config: probing.path (a CoNLL-style file) is required when "
                                "probing.labels is 'conll'")
@@ -308,7 +300,7 @@ def _check_extraction(e: ExtractionConfig) -> None:
                                "must be >= 1")
 
 
-def _check_activation_clusters(a: ActivationClustersConfig, extraction: ExtractionConfig) -> None:
+def _check_activation_clusters(a, extraction: ExtractionConfig) -> None:
     missing = sorted(set(a.sites) - set(extraction.sites))
     if not a.sites or missing or len(set(a.sites)) != len(a.sites):
         raise StudyConfigError(f"study config: activation_clusters.sites must be distinct sites "
@@ -328,10 +320,11 @@ def _check_activation_clusters(a: ActivationClustersConfig, extraction: Extracti
                                ">= 1 or null (all clusters)")
 
 
-def _check_clustering(c: ClusteringConfig) -> None:
+def _check_clustering(c) -> None:
     bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
     if bad:
         raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
+    _choose("clustering.noise", c.noise, NOISE_CHOICES)
     try:
         c.settings()
     except ValueError as e:
@@ -346,15 +339,7 @@ def _check_clustering(c: ClusteringConfig) -> None:
         raise StudyConfigError("study config: clustering.dbscan_eps is a cosine distance in (0, 2]")
 
 
-def _resolve(base: Path, path: str | None) -> str | None:
-    return None if path is None else str((base / path).resolve())
-
-
-def parse_study(data: Any, base_dir: Path) -> StudyConfig:
-    """Validate a study mapping; resolve its relative paths against `base_dir`."""
-    if not isinstance(data, dict) or "model" not in data:
-        raise StudyConfigError("study config: the top level must be a mapping with a 'model' key")
-    study = _build(StudyConfig, data, "top level")
+def _check_study(study: StudyConfig) -> None:
     try:
         safe_name(study.model, "study config: model")
         safe_name(study.checkpoint_name, "study config: checkpoint_name")
@@ -384,18 +369,28 @@ def parse_study(data: Any, base_dir: Path) -> StudyConfig:
         raise StudyConfigError("study config: universality.max_sentences and memory_budget_mb "
                                "must be >= 1 and threshold an excess correlation in [-1, 2]")
     _check_clustering(study.clustering)
-    return StudyConfig(
-        **{**{f.name: getattr(study, f.name) for f in fields(StudyConfig)},
-           "checkpoints": _resolve(base_dir, study.checkpoints),
-           "corpus": CorpusConfig(**{**study.corpus.__dict__,
-                                     "path": _resolve(base_dir, study.corpus.path)}),
-           "explanations": ExplanationsConfig(**{**study.explanations.__dict__,
-                                                 "path": _resolve(base_dir, study.explanations.path)}),
-           "probing": ProbingConfig(**{**study.probing.__dict__,
-                                       "path": _resolve(base_dir, study.probing.path)}),
-           "universality": UniversalityConfig(**{
-               **study.universality.__dict__,
-               "other_models": [_resolve(base_dir, p) for p in study.universality.other_models]})})
+
+
+def _resolve(base: Path, path: str | None) -> str | None:
+    return None if path is None else str((base / path).resolve())
+
+
+def parse_study(data: Any, base_dir: Path) -> StudyConfig:
+    """Validate a study mapping; resolve its relative paths against `base_dir`."""
+    if not isinstance(data, dict) or "model" not in data:
+        raise StudyConfigError("study config: the top level must be a mapping with a 'model' key")
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as e:
+        raise StudyConfigError(_message(e, data)) from None
+    _check_study(study)
+    resolved = {"checkpoints": _resolve(base_dir, study.checkpoints)}
+    for section in ("corpus", "explanations", "probing"):
+        part = getattr(study, section)
+        resolved[section] = part.model_copy(update={"path": _resolve(base_dir, part.path)})
+    resolved["universality"] = study.universality.model_copy(update={
+        "other_models": [_resolve(base_dir, p) for p in study.universality.other_models]})
+    return study.model_copy(update=resolved)
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -414,5 +409,5 @@ def demo_study(home: Path) -> StudyConfig:
     """The embedded default: the demo GPT-2 on the synthetic corpus with the local explainer.
     Every activation clustering is built, and a seeded sample of 10 clusters of each is ablated
     (all 3,000 take about 13 minutes on 2 cores)."""
-    return StudyConfig(model="demo", checkpoints=str(Path(home) / "checkpoints" / "demo"),
-                       activation_clusters=ActivationClustersConfig(ablation_max_clusters=10))
+    return parse_study({"model": "demo", "checkpoints": str(Path(home) / "checkpoints" / "demo"),
+                        "activation_clusters": {"ablation_max_clusters": 10}}, Path(home))

@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 import torch
 
+from core.batching import pad_sequences
 from extract.checkpoints import CheckpointError, check_loadable
 
 SITE_MLP = "mlp"
@@ -71,6 +72,17 @@ def is_masked_lm(bridge) -> bool:
     return str(getattr(bridge.cfg, "architecture", "") or "").endswith("ForMaskedLM")
 
 
+def loss_inputs(bridge, site: str) -> dict:
+    """What a language-model loss through `bridge` with `site` ablated needs (the fields of
+    ``models.lm_loss.LossSetup``): the site's hooks and width, masked or causal, and the
+    tokenizer's pad, mask and special ids."""
+    tok = bridge.tokenizer
+    return {"bridge": bridge, "hook_names": site_hook_names(site, bridge.cfg.n_layers),
+            "width": site_shape(bridge, site)[1], "masked": is_masked_lm(bridge),
+            "pad_id": tok.pad_token_id or 0, "mask_id": tok.mask_token_id,
+            "special_ids": set(tok.all_special_ids)}
+
+
 def site_hook_names(site: str, n_layers: int) -> list[str]:
     """The hook of each layer of a neuron site, in layer order (see the module docstring)."""
     if site == SITE_MLP:
@@ -102,17 +114,6 @@ def encode(tokenizer, text: str) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     first, last = frame_ids(tokenizer)
     return ([first] if first is not None else []) + ids + ([last] if last is not None else [])
-
-
-def pad_sequences(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad `seqs` into (ids, real) tensors; `real` is True on the sequences' own tokens."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    real = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        real[i, : len(s)] = True
-    return ids, real
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from extract.lake import SCHEMAS
+from core.schema import SCHEMAS
 
 
 class RecordError(ValueError):

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from models.ablation import EvalSet, NeuronSet, eval_set, target_cross_entropy, target_losses
+from models.lm_loss import (NO_NEURONS, EvalSet, LossSetup, NeuronSet, eval_set,
+                            target_cross_entropy, target_losses)
 
 
 def bipartite_spectral_clusters(similarity: np.ndarray, k: int, seed: int = 0
@@ -119,20 +118,6 @@ def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float],
     return fraction, base, last_loss
 
 
-@dataclass(frozen=True)
-class LossSetup:
-    """How to measure a language-model loss through a TransformerLens bridge (see
-    models.ablation): the MLP hooks and width, causal or masked, and the tokenizer's ids."""
-
-    bridge: object
-    hook_names: list[str]
-    width: int
-    masked: bool
-    pad_id: int
-    mask_id: int | None
-    special_ids: set[int]
-
-
 def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed: int,
                     n_batches: int = 4) -> list[Callable[[], torch.Tensor]]:
     """Loss functions of up to `n_batches` batches of held-out `sequences`, on every non-special
@@ -148,12 +133,11 @@ def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed:
         if lm.masked:  # predict a random 15 % of the real tokens, as in BERT's pre-training
             pick = data.targets & (torch.rand(data.targets.shape, generator=rng) < 0.15)
             data = EvalSet(data.ids, data.real, pick if pick.any() else data.targets)
-        losses.append(lambda data=data: target_cross_entropy(lm.bridge, data, lm.masked,
-                                                             lm.mask_id))
+        losses.append(lambda data=data: target_cross_entropy(lm, data))
     return losses
 
 
-def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transposed: bool,
+def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transposed: bool, *,
                   classes: dict[str, set[int]], sequences: list[list[int]], k: int,
                   max_sentences: int, tolerance: float, prune_step: float, seed: int,
                   log: Callable[[str], None] = lambda _: None) -> tuple[list[dict], list[dict]]:
@@ -164,8 +148,7 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
     Returns the rows of ``cluster_class_effect`` and ``effective_circuit_size``."""
     w = weights.detach().double().numpy()
     _, cols = bipartite_spectral_clusters(np.abs(w.T if transposed else w), k, seed)
-    empty = NeuronSet(np.array([], int), np.array([], int))
-    runs = [empty]
+    runs = [NO_NEURONS]
     for c in range(k):
         inside, outside = np.flatnonzero(cols == c), np.flatnonzero(cols != c)
         runs += [NeuronSet(np.full(len(inside), layer), inside),
@@ -175,19 +158,32 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
         data = eval_set(sequences, tokens, lm.pad_id, max_sentences, not lm.masked)
         if data is None:
             continue
-        losses = target_losses(lm.bridge, lm.hook_names, lm.width, data, runs, lm.masked,
-                               lm.mask_id)
+        losses = target_losses(lm, data, runs)
         effects += [{"layer": layer, "k": k, "cluster_id": c, "semantic_class": cls,
                      "n_neurons": int((cols == c).sum()), "n_sentences": data.ids.shape[0],
                      "n_targets": data.n_targets, "loss_base": losses[0],
                      "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
                     for c in range(k)]
         fraction, base, pruned = effective_circuit_size(
-            weights, lambda: target_losses(lm.bridge, lm.hook_names, lm.width, data, [empty],
-                                           lm.masked, lm.mask_id)[0], tolerance, prune_step)
+            weights, lambda: target_losses(lm, data, [NO_NEURONS])[0], tolerance, prune_step)
         circuits.append({"layer": layer, "semantic_class": cls, "n_weights": weights.numel(),
                          "fraction_left": fraction, "loss_base": base, "loss_pruned": pruned,
                          "tolerance": tolerance})
         log(f"class {cls} ({i + 1}/{len(classes)}): circuit {fraction:.1%} of layer {layer}'s "
             "MLP input weights")
     return effects, circuits
+
+
+def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | None]],
+                     ks: Iterable[int], seed: int) -> list[dict]:
+    """The enmeshment sweep: for each (keys, W, similarity) and each k, BSGC (Algorithm 1) on the
+    similarity (None = |W|, the weight similarity) and E of W for those clusters; one row
+    ``{**keys, "k": k, "enmeshment": E}`` each. `matrices` may be a generator, so a layer's
+    gradient similarity is computed only when its turn comes."""
+    rows = []
+    for keys, w, similarity in matrices:
+        for k in ks:
+            u, v = bipartite_spectral_clusters(np.abs(w) if similarity is None else similarity,
+                                               k, seed)
+            rows.append({**keys, "k": k, "enmeshment": enmeshment(w, u, v)})
+    return rows

@@ -16,7 +16,7 @@ import yaml  # noqa: E402
 from dagster_project.runner import run_study  # noqa: E402
 from dagster_project.study import load_study  # noqa: E402
 from extract.corpus import sentences, synthetic_corpus  # noqa: E402
-from models.demo_lm import DemoModelConfig, train_demo_model  # noqa: E402
+from training.demo_lm import DemoModelConfig, train_demo_model  # noqa: E402
 
 TINY = DemoModelConfig(n_layer=2, d_model=32, d_mlp=64, n_head=2, vocab_size=300, steps=120,
                        batch_size=16, lr=5e-3, warmup=10, save_steps=(40,), seed=0)

@@ -25,10 +25,11 @@ STAGE = r"""
 import json, sys, time
 from tests.benchmarks.results import peak_rss_mib
 import numpy as np, polars as pl
-from extract.activations import encode, extract_aggregates, load_bridge, site_hook_names
+from extract.activations import encode, extract_aggregates, load_bridge, loss_inputs
 from extract.corpus import sentences, synthetic_corpus
-from models.ablation import AblationSettings, NeuronSet, ablate_clusters
-from models.activation_clusters import (ActivationClusterSettings, cluster_site, representation,
+from models.activation_clusters.ablation import AblationSettings, ablate_clusters
+from models.lm_loss import LossSetup, NeuronSet
+from models.activation_clusters.clustering import (ActivationClusterSettings, cluster_site, representation,
                                         token_matrix)
 
 folder, stage, n_sentences, n_ablated = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -62,8 +63,7 @@ else:  # clusters of the mean K = 200 size with 10 frequent tokens each, without
     heldout = [encode(bridge.tokenizer, t)[:bridge.cfg.n_ctx] for _, t in sentences(corpus, "heldout")]
     rss_before = peak_rss_mib()
     start = time.perf_counter()
-    rows = ablate_clusters(bridge, site_hook_names("mlp", bridge.cfg.n_layers), bridge.cfg.d_mlp,
-                           clusters, heldout, bridge.tokenizer.pad_token_id, False, None,
+    rows = ablate_clusters(LossSetup(**loss_inputs(bridge, "mlp")), clusters, heldout,
                            AblationSettings())
     size = f"{len(clusters)} clusters x 16 ablations"
 elapsed = time.perf_counter() - start

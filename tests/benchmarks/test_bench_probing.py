@@ -30,7 +30,7 @@ from extract.activations import load_bridge
 from extract.checkpoints import find_checkpoints
 from extract.corpus import synthetic_corpus
 from extract.probe_data import labelled_words, word_features
-from models.probing import ProbeData, grid_search
+from models.salient_neurons import ProbeData, grid_search
 rss = peak_rss_mib
 bridge = load_bridge(find_checkpoints(sys.argv[1])[-1][1])
 labels = labelled_words(synthetic_corpus(4000, seed=0), ["pos"], 0, 0.1, 0.1, 1000)
@@ -52,7 +52,7 @@ GPT2_SMALL = """
 import statistics, time
 from tests.benchmarks.results import peak_rss_mib
 import torch
-from models.probing import ProbeData, TrainSettings, grid_search
+from models.salient_neurons import ProbeData, TrainSettings, grid_search
 rss = peak_rss_mib
 n, d, t, g = 100_000, 36_864, 12, 49
 torch.manual_seed(0)

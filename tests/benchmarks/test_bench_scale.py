@@ -34,7 +34,8 @@ import json, sys, time
 from tests.benchmarks.results import peak_rss_mib
 import torch
 from extract.activations import (SITE_MLP, SITE_RESID, encode, extract_aggregates, load_bridge,
-                                 pad_sequences, site_hook_names)
+                                 site_hook_names)
+from core.batching import pad_sequences
 from extract.corpus import sentences, synthetic_corpus
 
 folder, method, n_sentences, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

@@ -25,7 +25,7 @@ import torch
 from extract.activations import load_bridge, paired_activations
 from extract.checkpoints import find_checkpoints
 from extract.corpus import sentences, synthetic_corpus
-from models.correlation import best_correlations, cached, rows_per_block
+from models.universal_neurons import best_correlations, cached, rows_per_block
 
 a, b, n_sentences, budget_mb = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 bridge_a = load_bridge(find_checkpoints(a)[-1][1])
@@ -109,7 +109,7 @@ def test_correlation_throughput_and_memory(tmp_path):
                      f"{r['f64'] / 1e9:.1f} / {r['f32'] / 1e9:.1f} GFLOP/s | "
                      f"{r['flops'] / r['f64']:.0%} | {r['peak_mib']:,.0f} MiB | {r['runs']} |")
     body = ("Blocked streaming Pearson correlation of every MLP neuron pair of two models "
-            "(`models.correlation.best_correlations`, float64 sums; the activations of both "
+            "(`models.universal_neurons.best_correlations`, float64 sums; the activations of both "
             "models cached in memory when they fit in the budget, served in chunks of 2,048 "
             "tokens), in a fresh process; the plain product rate is `addmm_` of the same shape "
             "(block rows x 2,048 tokens @ 2,048 x neurons), median of 5, "

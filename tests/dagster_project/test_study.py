@@ -66,3 +66,31 @@ def test_a_bad_shard_count_is_named(monkeypatch, value):
         extraction_shards()
     monkeypatch.setenv("NWH_EXTRACTION_SHARDS", "3")
     assert extraction_shards() == 3
+
+
+def test_library_settings_are_the_config_defaults(tmp_path):
+    """A default study section builds exactly the library's default settings: one default, one place."""
+    from models.activation_clusters.ablation import AblationSettings
+    from models.activation_clusters.clustering import ActivationClusterSettings
+    from models.explanation_clusters.clustering import ClusteringSettings
+    from models.salient_neurons import LcaSettings
+
+    study = parse_study({"model": "m", "checkpoints": "c"}, tmp_path)
+    assert study.clustering.settings() == ClusteringSettings()
+    assert study.probing.lca_settings() == LcaSettings()
+    assert study.activation_clusters.settings() == ActivationClusterSettings()
+    assert study.activation_clusters.ablation_settings() == AblationSettings()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"activation_clusters": {"ablation_repeats": True}},
+     "activation_clusters.ablation_repeats must be int, got True"),
+    ({"modularity": {"ks": 3}}, "modularity.ks must be a list, got 3"),
+    ({"universality": []}, "universality must be a mapping"),
+    ({"probing": {"epochs": 1.5}}, "probing.epochs must be int"),
+    ({"extraction": {"top_kk": 3}}, r"unknown key\(s\) \['top_kk'\] in extraction"),
+])
+def test_wrong_types_are_one_line_naming_the_key(tmp_path, data, message):
+    with pytest.raises(StudyConfigError, match=message) as raised:
+        parse_study({"model": "m", "checkpoints": "c", **data}, tmp_path)
+    assert "\n" not in str(raised.value)

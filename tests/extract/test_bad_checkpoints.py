@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from extract.activations import extract_aggregates, load_bridge
 from extract.checkpoints import CheckpointError
 from extract.corpus import sentences
-from models.demo_lm import train_tokenizer
+from training.demo_lm import train_tokenizer
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from sklearn.cluster import AgglomerativeClustering
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import adjusted_rand_score
 
-from models.activation_clusters import (ActivationClusterSettings, agglomerative, cluster_site,
+from models.activation_clusters.clustering import (ActivationClusterSettings, agglomerative, cluster_site,
                                         random_clusters, refine, smooth, tfidf, token_matrix,
                                         unit_rows, within_cluster_distances)
 

@@ -65,7 +65,7 @@ def test_training_with_the_enmeshment_loss_makes_the_layer_modular(tiny_corpus):
     from transformers import GPT2LMHeadModel
 
     from extract.corpus import sentences
-    from models.demo_lm import train_demo_model
+    from training.demo_lm import train_demo_model
     from tests.conftest import TINY
 
     train = [t for _, t in sentences(tiny_corpus, "train")]

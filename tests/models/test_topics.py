@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from models.topics import class_tfidf, cluster_topics
+from models.explanation_clusters.topics import class_tfidf, cluster_topics
 
 
 def test_class_tfidf_matches_the_bertopic_equation_by_hand():

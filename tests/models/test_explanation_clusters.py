@@ -4,7 +4,7 @@ import pytest
 
 from sklearn.metrics import adjusted_mutual_info_score
 
-from models.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
+from models.explanation_clusters.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
                                dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
                                null_layer_counts, percentile_filter, random_labels, reassign_noise,
                                unique_rows)

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize
 
-from extract.lake import SCHEMAS
+from core.schema import SCHEMAS
 
 TOPIC_SCHEMA = SCHEMAS["cluster_topics"]
 

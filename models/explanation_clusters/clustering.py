@@ -28,7 +28,7 @@ from sklearn.cluster import DBSCAN, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_mutual_info_score
 
-from extract.lake import SCHEMAS
+from core.schema import SCHEMAS
 
 METHODS = ("kmeans", "dbscan", "hdbscan", "random")
 NOISE_CHOICES = ("reassign", "keep")
@@ -39,7 +39,7 @@ NOISE = -1
 class ClusteringSettings:
     """Parameters of every method; defaults are the paper's where it gives them."""
 
-    methods: Sequence[str] = ("kmeans", "random")
+    methods: Sequence[str] = METHODS
     filter_percentiles: Sequence[int] = (0, 50, 90)
     k: int | None = None  # KMeans and random: None = number of layers
     seed: int = 0

@@ -6,13 +6,12 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, GPT2LMHeadModel
 
-from extract.activations import SITE_MLP, SITE_RESID, encode, load_bridge, site_hook_names
+from extract.activations import SITE_MLP, SITE_RESID, encode, load_bridge, loss_inputs
 from extract.checkpoints import find_checkpoints
 from extract.corpus import SEMANTIC_CLASSES, sentences
-from models.ablation import (AblationSettings, NeuronSet, ablate_cluster, baseline_neurons,
-                             eval_set, target_losses)
-
-EMPTY = NeuronSet(np.array([], int), np.array([], int))
+from models.activation_clusters.ablation import AblationSettings, ablate_cluster, baseline_neurons
+from models.lm_loss import NO_NEURONS as EMPTY
+from models.lm_loss import LossSetup, NeuronSet, eval_set, target_losses
 
 
 def test_baselines_match_the_cluster_size_layers_and_positions():
@@ -44,7 +43,7 @@ def test_causal_loss_equals_huggingface_loss_on_the_target_tokens(tiny_checkpoin
     seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")[:30]]
     targets = {seqs[0][3], seqs[1][4]}
     data = eval_set(seqs, targets, tok.pad_token_id, 8, causal=True)
-    [loss] = target_losses(bridge, site_hook_names(SITE_MLP, 2), 64, data, [EMPTY], False)
+    [loss] = target_losses(LossSetup(**loss_inputs(bridge, SITE_MLP)), data, [EMPTY])
     hf = GPT2LMHeadModel.from_pretrained(folder).eval()
     chosen = [s for s in seqs if any(t in targets for t in s[1:])][:8]
     assert data.ids.shape[0] == len(chosen)
@@ -66,10 +65,10 @@ def test_masked_lm_loss_equals_huggingface_loss(tiny_bert, tiny_corpus):
     assert seqs[0][0] == tok.cls_token_id and seqs[0][-1] == tok.sep_token_id
     targets = {seqs[0][2]}
     data = eval_set(seqs, targets, tok.pad_token_id, 4, causal=False)
-    hooks = site_hook_names(SITE_RESID, 2)
-    base, ablated = target_losses(bridge, hooks, 32, data,
-                                  [EMPTY, NeuronSet(np.array([0, 1]), np.array([3, 7]))],
-                                  True, tok.mask_token_id)
+    lm = LossSetup(**loss_inputs(bridge, SITE_RESID))
+    assert lm.masked and lm.width == 32 and len(lm.hook_names) == 3  # embeddings + 2 layers
+    base, ablated = target_losses(lm, data,
+                                  [EMPTY, NeuronSet(np.array([0, 1]), np.array([3, 7]))])
     hf = AutoModelForMaskedLM.from_pretrained(folder).eval()
     ids = data.ids.masked_fill(data.targets, tok.mask_token_id)
     labels = data.ids.masked_fill(~data.targets, -100)
@@ -104,9 +103,9 @@ def test_ablating_a_planted_class_neuron_hurts_that_class_more_than_random(
     seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")]
     data = eval_set(seqs, months, tok.pad_token_id, 32, causal=True)
     assert data is not None and data.n_targets >= 10
-    rows = ablate_cluster(bridge, site_hook_names(SITE_MLP, 2), 64,
-                          NeuronSet(np.array([1]), np.array([7])), data, False, None,
-                          AblationSettings(n_repeats=5), np.random.default_rng(0))
+    rows = ablate_cluster(LossSetup(**loss_inputs(bridge, SITE_MLP)),
+                          NeuronSet(np.array([1]), np.array([7])), data,
+                          AblationSettings(repeats=5), np.random.default_rng(0))
     change = {(r["baseline"], r["repeat"]): r["loss_ablated"] / r["loss_base"] - 1 for r in rows}
     planted = change[("cluster", 0)]
     assert planted > 0.05

@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from core.batching import pad_sequences
 from models.modularity import bipartite_spectral_clusters, enmeshment_loss
 
 SPECIAL = "<|endoftext|>"
@@ -69,21 +70,10 @@ def encode_sentences(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return [[bos, *tokenizer(t, add_special_tokens=False)["input_ids"], eos] for t in texts]
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad `seqs` into (input_ids, mask) tensors; mask is 1 on real tokens."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 def lm_loss(model: GPT2LMHeadModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over real (unpadded) target tokens."""
-    labels = ids.masked_fill(mask == 0, -100)
-    return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    """Mean next-token cross-entropy over real (unpadded) target tokens; `mask` is True on them."""
+    labels = ids.masked_fill(~mask, -100)
+    return model(input_ids=ids, attention_mask=mask.long(), labels=labels).loss
 
 
 def evaluate_loss(model, seqs: Sequence[Sequence[int]], pad_id: int, batch_size: int = 64) -> float:
@@ -92,7 +82,7 @@ def evaluate_loss(model, seqs: Sequence[Sequence[int]], pad_id: int, batch_size:
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(seqs), batch_size):
-            ids, mask = pad_batch(seqs[i: i + batch_size], pad_id)
+            ids, mask = pad_sequences(seqs[i: i + batch_size], pad_id)
             n = int(mask[:, 1:].sum())
             total += float(lm_loss(model, ids, mask)) * n
             count += n
@@ -146,7 +136,7 @@ def train_demo_model(
     for step in range(1, config.steps + 1):
         model.train()
         batch = [train[i] for i in rng.integers(0, len(train), config.batch_size)]
-        loss = lm = lm_loss(model, *pad_batch(batch, pad))
+        loss = lm = lm_loss(model, *pad_sequences(batch, pad))
         if config.modular_layer is not None and step > config.modular_warmup:
             w_in = model.transformer.h[config.modular_layer].mlp.c_fc.weight  # d_model x d_mlp
             if clusters is None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.probing import (LcaSettings, ProbeData, TrainSettings, analyse_task,
+from models.salient_neurons import (LcaSettings, ProbeData, TrainSettings, analyse_task,
                             control_task_labels, grid_search, label_rankings, mass_thresholds,
                             minimal_subset, n_of_percent, neuron_ranking, train_probes,
                             weight_magnitude_order)

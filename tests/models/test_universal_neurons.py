@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.correlation import (best_correlations, cached, correlation_block, random_rotation,
+from models.universal_neurons import (best_correlations, cached, correlation_block, random_rotation,
                                 rotate_layers, rows_per_block)
 
 

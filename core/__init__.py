@@ -1,0 +1,1 @@
+"""What every library layer shares: the lake schema and token batching."""

@@ -1,0 +1,1 @@
+"""Training the demo model the project ships instead of downloading one."""

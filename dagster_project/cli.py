@@ -10,56 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-EXAMPLE_QUERIES = [
-    ("Gini per layer, KMeans vs random, no filter",
-     "select method, layer, n_neurons, round(gini, 3) as gini from fct_layer_gini "
-     "where filter_percentile = 0 order by method, layer"),
-    ("Layer variance of clusters against the uniform baseline",
-     "select method, filter_percentile, n_clusters, round(mean_variance, 3) as mean_var, "
-     "round(wavg_variance, 3) as wavg_var, uniform_variance from fct_cluster_variance_summary "
-     "order by method, filter_percentile"),
-    ("Gini against the permutation null, per method and filter",
-     "select method, filter_percentile, round(avg(gini), 3) as gini, "
-     "round(avg(gini_null), 3) as gini_null, round(avg(gini_excess), 3) as excess, "
-     "count(*) filter (where gini_excess_low > 0) as layers_above_null "
-     "from fct_layer_gini group by all order by all"),
-    ("The lowest-variance cluster of each method, with its topic",
-     "select method, cluster_id, n_neurons, round(layer_variance, 2) as variance, layer_median, "
-     "topic_words[1:4] as topic from fct_min_variance_clusters "
-     "where filter_percentile = 0 and variance_rank = 1 order by method"),
-    ("Best-explained neurons",
-     "select layer, neuron, round(score, 3) as score, explanation from dim_neurons "
-     "where score is not null order by score desc limit 5"),
-    ("Salient neurons: minimal subset per task (Tables 3 and 5 of Durrani et al.)",
-     "select task, round(minimal_percent, 1) as neu_t, round(majority_accuracy, 3) as majority, "
-     "round(accuracy_all, 3) as acc_a, round(accuracy_top, 3) as acc_t, "
-     "round(accuracy_random, 3) as acc_r, round(accuracy_bottom, 3) as acc_b, "
-     "round(selectivity_all, 3) as sel_a, round(selectivity_top, 3) as sel_t "
-     "from fct_probe_minimal_subset order by task"),
-    ("Salient neurons: keep 20 % and zero the rest (Table 2)",
-     "select task, selection, n_runs, round(accuracy, 3) as accuracy from fct_probe_accuracy "
-     "where mode = 'masked' and labels = 'task' order by task, accuracy desc"),
-    ("Activation clusters: ablation against random baselines (Table 3 of Zhang et al.)",
-     "select site, representation, k, refined, n_clusters_ablated as n, "
-     "round(cluster_drop_pct, 2) as cluster, round(random_drop_pct, 2) as random, "
-     "round(random_layer_drop_pct, 2) as random_layer, "
-     "round(random_position_drop_pct, 2) as random_position, "
-     "round(share_beats_random, 2) as beats_random from fct_ablation_by_configuration "
-     "order by all"),
-    ("Activation clusters: concept purity against random clusters of the same sizes",
-     "select site, representation, k, refined, n_clusters, n_pure_clusters, "
-     "n_pure_random_clusters from fct_concept_purity_summary where not refined order by all"),
-    ("Modularity: enmeshment by k, every model (plain and modular variants) in one query",
-     "select model, k, round(avg(enmeshment), 3) as enmeshment from fct_enmeshment "
-     "where matrix = 'mlp_in' and similarity = 'weight' group by all order by model, k"),
-    ("Universal neurons per layer",
-     "select layer, n_neurons, n_universal, round(mean_corr, 3) as mean_corr, "
-     "round(mean_baseline, 3) as baseline from fct_universal_neurons_by_layer order by layer"),
-    ("Every study's headline figure per checkpoint",
-     "select * from fct_training_dynamics order by model, step"),
-]
-
-
 def _home(args) -> Path:
     from dagster_project.home import default_home
 
@@ -116,6 +66,8 @@ def demo(home: Path) -> None:
         find_checkpoints(home / "checkpoints" / "demo")
     except CheckpointError:
         train(home, None, seed=0, steps=600, n_sentences=4000)
+    from dagster_project.example_queries import EXAMPLE_QUERIES
+
     warehouse = run(home, "", None)
     print(f"\nThe warehouse is ready: {warehouse}\nTry:")
     for title, sql in EXAMPLE_QUERIES:
@@ -179,14 +131,29 @@ def ui(home: Path, study_file: str, host: str, port: int) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _where(default) -> argparse.ArgumentParser:
+    """--home and --lake, accepted before and after the subcommand (`default` is None on the
+    main parser, SUPPRESS on the subcommands so they do not reset a value given before)."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--home", default=default,
+                       help="data folder (default: $NWH_HOME or warehouse/)")
+    where.add_argument("--lake", default=default,
+                       help="lake location: a folder or any fsspec URL, e.g. s3://bucket/lake "
+                            "(default: $NWH_LAKE_URL or <home>/lake)")
+    return where
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nwh", description="Neuron Warehouse")
-    parser.add_argument("--home", help="data folder (default: $NWH_HOME or warehouse/)")
-    parser.add_argument("--lake", help="lake location: a folder or any fsspec URL, e.g. "
-                                       "s3://bucket/lake (default: $NWH_LAKE_URL or <home>/lake)")
+    parser = argparse.ArgumentParser(prog="nwh", description="Neuron Warehouse",
+                                     parents=[_where(None)])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="train the demo model if needed and build the whole warehouse")
-    p = sub.add_parser("train", help="train the demo GPT-2 and save checkpoint-<step> folders")
+    where = _where(argparse.SUPPRESS)
+
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[where], **kwargs)
+
+    command("demo", help="train the demo model if needed and build the whole warehouse")
+    p = command("train", help="train the demo GPT-2 and save checkpoint-<step> folders")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
                    help="several seeds on the same data, e.g. 0,1,2 (universal neurons): one "
@@ -203,16 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modular-lambda", type=float, default=20.0, help="default 20 (the paper's)")
     p.add_argument("--modular-warmup", type=int, default=100,
                    help="plain steps before the clusters are fixed (default 100)")
-    p = sub.add_parser("run", help="materialize the study described by a YAML file")
+    p = command("run", help="materialize the study described by a YAML file")
     p.add_argument("--config", required=True, help="study YAML file")
     p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
     p.add_argument("--workers", type=int, default=1,
                    help="extract the corpus shards in this many parallel processes (the "
                         "multiprocess executor; default 1: everything in one process)")
-    p = sub.add_parser("query", help="run read-only SQL on the warehouse")
+    p = command("query", help="run read-only SQL on the warehouse")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p = sub.add_parser("explanations", help="explanation datasets")
+    p = command("explanations", help="explanation datasets")
     fetch_parser = p.add_subparsers(dest="action", required=True).add_parser(
         "fetch", help="mirror the OpenAI explanation dataset ({base}/{layer}/{neuron}.jsonl): "
                       "resumable, concurrent, retried")
@@ -223,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="neurons 0..N-1 of each layer (default 6400, GPT-2 XL)")
     fetch_parser.add_argument("--dest", type=Path, required=True, help="local folder")
     fetch_parser.add_argument("--workers", type=int, default=16, help="concurrent downloads")
-    p = sub.add_parser("ui", help="start the Dagster UI")
+    p = command("ui", help="start the Dagster UI")
     p.add_argument("--config", default="", help="study YAML file (default: the demo study)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

@@ -3,7 +3,8 @@ job runs the corpus and the extraction shards in parallel processes."""
 
 import dagster as dg
 
-from dagster_project.assets import LAKE, SHARD_KEYS
+from dagster_project.defs.activations import SHARD_KEYS
+from dagster_project.defs.shared import LAKE
 
 # In-process: on 2 cores a subprocess per step costs ~12 s of imports each and buys nothing.
 main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),

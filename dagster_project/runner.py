@@ -8,21 +8,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.assets import SHARD_KEYS
-from dagster_project.definitions import (all_assets, all_checks, extraction_shards_job_def,
-                                         resources)
+from dagster_project.defs.activations import SHARD_KEYS
+from dagster_project.defs.shared import lake_key
+from dagster_project.definitions import (STUDIES, all_assets, all_checks,
+                                         extraction_shards_job_def, resources)
 from dagster_project.partitions import checkpoints_partitions, partition_key
 from dagster_project.study import StudyConfig
 from extract.checkpoints import find_checkpoints
-
-MODEL_TABLES = ("corpus", "neuron_moments", "neuron_token_means", "neuron_top_contexts",
-                "neuron_stability")
-PROBE_TABLES = ("probe_labels", "probe_features", "probe_tasks", "probe_grid", "probe_accuracy",
-                "probe_neuron_ranking", "probe_label_ranking")
-UNIVERSALITY_TABLES = ("neuron_universality",)
-MODULARITY_TABLES = ("enmeshment", "cluster_class_effect", "effective_circuit_size")
-ACTIVATION_CLUSTER_TABLES = ("activation_clusters", "activation_cluster_distances",
-                             "activation_cluster_tokens", "token_classes", "activation_ablations")
+from extract.lake import STUDY_TABLES
 
 
 @dataclass
@@ -59,17 +52,13 @@ def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
 
 
 def selection_for(study: StudyConfig) -> dg.AssetSelection:
-    """Everything, minus the corpus and activation tables when the study runs no model, and
-    minus the probing, activation-cluster and universality tables when it has nothing to probe,
-    cluster or compare (the
-    sensor's job runs them anyway; they then write empty partitions)."""
-    skipped = [*([] if study.needs_model else MODEL_TABLES),
-               *([] if study.runs_probing else PROBE_TABLES),
-               *([] if study.runs_activation_clusters else ACTIVATION_CLUSTER_TABLES),
-               *([] if study.runs_universality else UNIVERSALITY_TABLES),
-               *([] if study.runs_modularity else MODULARITY_TABLES)]
+    """Everything, minus the lake tables of every study that does not run for this config (the
+    sensor's job runs them anyway; they then write empty partitions), and minus the extraction
+    shards when the study runs no model."""
+    skipped = [lake_key(table) for s in STUDIES if not s.runs(study)
+               for table in STUDY_TABLES[s.STUDY]]
     return dg.AssetSelection.all() - dg.AssetSelection.assets(
-        *[["lake", t] for t in skipped], *([] if study.needs_model else SHARD_KEYS))
+        *skipped, *([] if study.needs_model else SHARD_KEYS))
 
 
 def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.DagsterInstance,

@@ -1,7 +1,9 @@
 """Validate a lake table against its Great Expectations (1.x) suite.
 
-Suites are JSON files ``suites/<table>.json`` ({"name", "expectations": [{"type", "kwargs"}]}).
-A list column is validated through its number of valid values (:func:`summarise_lists`).
+Suites are JSON files ``suites/<study>/<table>.json`` ({"name", "expectations": [{"type",
+"kwargs"}]}). The table's exact column set is not written there: it is generated from the lake
+schema (`core.schema`), the one declaration of every table's columns. A list column is validated
+through its number of valid values (:func:`summarise_lists`).
 Callers may add expectations that depend on the inputs (for example a row count equal to the
 number of neurons upstream). Validation runs on an ephemeral GX context with a pandas datasource.
 """
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
+from core.schema import SCHEMAS, STUDY_OF
+
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 
@@ -27,11 +31,22 @@ class Validation:
     failures: tuple[str, ...]  # one line per failed expectation
 
 
+def suite_path(table: str) -> Path:
+    if table not in STUDY_OF:
+        raise ValueError(f"{table!r} is not a lake table; known tables: {sorted(STUDY_OF)}")
+    return SUITES_DIR / STUDY_OF[table] / f"{table}.json"
+
+
 def suite_definition(table: str) -> dict:
-    path = SUITES_DIR / f"{table}.json"
+    """The table's suite: its exact column set from the lake schema, then the suite file's
+    expectations."""
+    path = suite_path(table)
     if not path.is_file():
         raise ValueError(f"no expectation suite for lake table {table!r} (looked for {path})")
-    return json.loads(path.read_text())
+    suite = json.loads(path.read_text())
+    columns = {"type": "expect_table_columns_to_match_set",
+               "kwargs": {"column_set": list(SCHEMAS[table]), "exact_match": True}}
+    return {**suite, "expectations": [columns, *suite["expectations"]]}
 
 
 def summarise_lists(df: pl.DataFrame) -> pl.DataFrame:

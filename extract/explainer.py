@@ -14,11 +14,13 @@ neuron's true activations and the simulated ones, pooled over all tokens of held
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import polars as pl
 import torch
+
+from extract.activations import SITE_MLP, stream_mlp_activations, token_strings
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
@@ -114,3 +116,17 @@ def score_explanations(explanations: Sequence[str], token_strings: Sequence[str]
     for batch in batches:
         corr.update(batch.acts, sim[batch.token_ids])
     return corr.result()
+
+
+def explain_and_score(bridge, token_means: pl.DataFrame, heldout: Sequence[tuple[int, str]], *,
+                      max_tokens: int, batch_size: int,
+                      progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """The local explainer end to end: explain every MLP neuron of `token_means` by its top
+    tokens (:func:`explain_neurons`), then score each explanation by simulation over the MLP
+    activations of the held-out (sentence_id, text) sequences (:func:`score_explanations`).
+    Returns layer, neuron, explanation, score."""
+    df = explain_neurons(token_means.filter(pl.col("site") == SITE_MLP), max_tokens=max_tokens)
+    batches = stream_mlp_activations(bridge, heldout, batch_size, progress)
+    scores = score_explanations(df["explanation"].to_list(),
+                                token_strings(bridge.tokenizer, bridge.cfg.d_vocab), batches)
+    return df.with_columns(pl.Series("score", scores))

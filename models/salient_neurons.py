@@ -432,6 +432,20 @@ def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
     return {k: v.with_columns(pl.lit(task).alias("task")) for k, v in frames.items()}
 
 
+# The fixed (labels, selection, mode) runs of one task in ``probe_accuracy``; each random
+# selection adds `n_random` masked and `n_random` retrained runs (:func:`analyse_task`).
+FIXED_ACCURACY_RUNS = (("task", "all", "retrained"), ("task", "all", "masked"),
+                       ("task", "top", "masked"), ("task", "bottom", "masked"),
+                       ("task", "weight_magnitude", "masked"), ("task", "top", "retrained"),
+                       ("task", "bottom", "retrained"), ("control", "all", "retrained"),
+                       ("control", "top", "retrained"))
+
+
+def accuracy_rows_per_task(n_random: int) -> int:
+    """Rows of ``probe_accuracy`` that :func:`analyse_task` writes for one task."""
+    return len(FIXED_ACCURACY_RUNS) + 2 * n_random
+
+
 def run_lca(labels: pl.DataFrame, keys: pl.DataFrame, features: torch.Tensor, d_per_layer: int,
             settings: LcaSettings = LcaSettings(),
             log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:

@@ -72,8 +72,23 @@ def test_ui_binds_loopback_unless_told_otherwise():
 
 
 def test_every_example_query_runs_on_the_warehouse(built):
-    from dagster_project.cli import EXAMPLE_QUERIES, query
+    from dagster_project.cli import query
+    from dagster_project.example_queries import EXAMPLE_QUERIES
 
     home, _, _ = built
     for title, sql in EXAMPLE_QUERIES:
         assert len(json.loads(query(home, sql, "json"))) >= 1, title
+
+
+def test_home_and_lake_are_accepted_before_and_after_the_subcommand(tmp_path):
+    from dagster_project.cli import build_parser
+
+    parse = build_parser().parse_args
+    after = parse(["run", "--config", "s.yaml", "--home", "A", "--lake", "L"])
+    before = parse(["--home", "A", "--lake", "L", "run", "--config", "s.yaml"])
+    neither = parse(["query", "select 1"])
+    assert (after.home, after.lake) == (before.home, before.lake) == ("A", "L")
+    assert (neither.home, neither.lake) == (None, None)
+    out = subprocess.run([NWH, "query", "select 1", "--home", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and str(tmp_path / "warehouse.duckdb") in out.stderr

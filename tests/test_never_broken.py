@@ -10,14 +10,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.dbt_assets import warehouse_dbt
+from dagster_project.defs.warehouse import warehouse_dbt
 from dagster_project.definitions import all_assets, resources
 from extract import lake
 from tests.conftest import run_tiny_study, write_study
 
 WRITER = """
 import sys, numpy as np, polars as pl
-from dagster_project.dbt_assets import warehouse_dbt
+from dagster_project.defs.warehouse import warehouse_dbt
 from dagster_project.definitions import all_assets, resources
 from extract import lake
 n = int(sys.argv[2])

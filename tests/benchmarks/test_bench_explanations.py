@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 import yaml
 
-from dagster_project.cli import EXAMPLE_QUERIES
+from dagster_project.example_queries import EXAMPLE_QUERIES
 from extract.openai_explanations import neuron_record
 from tests.benchmarks.results import write_section
 

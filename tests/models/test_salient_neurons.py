@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.salient_neurons import (LcaSettings, ProbeData, TrainSettings, analyse_task,
+from models.salient_neurons import (LcaSettings, ProbeData, TrainSettings, accuracy_rows_per_task, analyse_task,
                             control_task_labels, grid_search, label_rankings, mass_thresholds,
                             minimal_subset, n_of_percent, neuron_ranking, train_probes,
                             weight_magnitude_order)
@@ -181,7 +181,7 @@ def test_analyse_task_produces_every_table_with_the_paper_shapes():
                                            (control[:a], control[a:b], control[b:])),
                           list("abcd"), settings)
     acc = frames["probe_accuracy"]
-    assert acc.height == 9 + 2 * 2
+    assert acc.height == 9 + 2 * 2 == accuracy_rows_per_task(2)
     top = acc.filter((acc["selection"] == "top") & (acc["mode"] == "masked"))["accuracy"][0]
     bottom = acc.filter((acc["selection"] == "bottom") & (acc["mode"] == "masked"))["accuracy"][0]
     assert top > bottom + 0.3  # Table 2: keeping the top 20 % beats keeping the bottom 20 %

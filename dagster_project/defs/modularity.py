@@ -1,0 +1,88 @@
+"""Modularity (Golechha, Cope, Schoots): BSGC and enmeshment of every MLP weight matrix for each
+k, cluster ON/OFF and effective circuit size per semantic class for one layer."""
+
+import dagster as dg
+import polars as pl
+
+from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_specs, open_partition,
+                                         partitioned_multi_asset, write_tables)
+from dagster_project.resources import NwhResource
+from dagster_project.study import StudyConfig
+from extract.activations import SITE_MLP, encode, loss_inputs, mlp_input_weight
+from extract.corpus import sentences
+from extract.probe_data import token_classes, tokens_by_class
+from models.lm_loss import LossSetup
+from models.modularity import (class_effects, enmeshment_table, gradient_losses,
+                               gradient_similarity)
+
+STUDY = "modularity"
+
+
+def runs(study: StudyConfig) -> bool:
+    return study.runs_modularity
+
+
+_DESCRIPTIONS = {
+    "enmeshment": "Enmeshment / clusterability E (Golechha et al., Sec. 2) of every MLP weight "
+                  "matrix (mlp_in: d_model x d_mlp, mlp_out: d_mlp x d_model) split into k "
+                  "bipartite clusters by BSGC (Algorithm 1) on the weight similarity |W| and, "
+                  "for mlp_in, on the gradient similarity (mean |dL/dW| over held-out batches): "
+                  "the share of squared weight mass inside matched clusters.",
+    "cluster_class_effect": "Cluster ON/OFF (Sec. 3.1): for the chosen layer's effect_k MLP "
+                            "neuron clusters and each semantic class of the corpus, the loss on "
+                            "that class's tokens unablated, with the cluster zero-ablated (OFF) "
+                            "and with every other cluster zero-ablated (ON).",
+    "effective_circuit_size": "Effective circuit size (Sec. 3.2): per semantic class, the "
+                              "fraction of the chosen layer's MLP input weights left by "
+                              "iterative magnitude pruning while the class's loss stays within "
+                              "the tolerance.",
+}
+
+
+def _mlp_matrices(bridge, lm: LossSetup, heldout: list[list[int]], opened: Opened):
+    """(keys, W, similarity) of every layer's MLP matrices for the enmeshment sweep: mlp_in by
+    weight and by gradient similarity, mlp_out by weight; gradients computed layer by layer."""
+    cfg = opened.study.modularity
+    batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed)
+    for layer in range(bridge.cfg.n_layers):
+        param, transposed = mlp_input_weight(bridge, layer)
+        grads = gradient_similarity(param, batches)
+        w_in = bridge.W_in[layer].detach().double().numpy()
+        yield {"layer": layer, "matrix": "mlp_in", "similarity": "weight"}, w_in, None
+        yield ({"layer": layer, "matrix": "mlp_in", "similarity": "gradient"}, w_in,
+               grads.T if transposed else grads)
+        yield ({"layer": layer, "matrix": "mlp_out", "similarity": "weight"},
+               bridge.W_out[layer].detach().double().numpy(), None)
+
+
+@partitioned_multi_asset(lake_specs(STUDY, _DESCRIPTIONS, ["corpus"]))
+def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
+    """BSGC and enmeshment of every MLP layer; ON/OFF and circuit size per class for one layer."""
+    opened = open_partition(context, nwh)
+    cfg = opened.study.modularity
+    frames = {t: empty(t) for t in _DESCRIPTIONS}
+    if runs(opened.study):
+        bridge = opened.bridge()
+        n_layers = bridge.cfg.n_layers
+        layer = n_layers // 2 if cfg.layer is None else cfg.layer
+        if not 0 <= layer < n_layers:
+            raise dg.Failure(f"modularity.layer {layer} is not a layer of the model (0.."
+                             f"{n_layers - 1})")
+        corpus = opened.read("corpus")
+        heldout = [encode(bridge.tokenizer, t)[: bridge.cfg.n_ctx]
+                   for _, t in sentences(corpus, "heldout")]
+        lm = LossSetup(**loss_inputs(bridge, SITE_MLP))
+        frames["enmeshment"] = pl.DataFrame(enmeshment_table(
+            _mlp_matrices(bridge, lm, heldout, opened), cfg.ks, cfg.seed))
+        effects, circuits = class_effects(
+            lm, layer, *mlp_input_weight(bridge, layer),
+            classes=tokens_by_class(token_classes(bridge.tokenizer, corpus)), sequences=heldout,
+            k=cfg.effect_k, max_sentences=cfg.max_sentences, tolerance=cfg.tolerance,
+            prune_step=cfg.prune_step, seed=cfg.seed, log=opened.log)
+        for table, rows in (("cluster_class_effect", effects), ("effective_circuit_size", circuits)):
+            frames[table] = pl.DataFrame(rows, schema=empty(table).schema)
+    yield from write_tables(opened, frames)
+
+
+assets = [modularity]
+checks = lake_checks(STUDY)

@@ -1,0 +1,78 @@
+"""The dbt project as Dagster assets; its lake sources map to the Python assets' keys (lake/<table>).
+
+Each dbt model sits in the Dagster group of its study: marts and intermediate models by their
+folder (``marts/<study>/``), staging views by the lake table they stage. dbt builds a fresh
+DuckDB file next to the warehouse and, only when the whole build (models and tests) succeeds,
+it is renamed over ``warehouse.duckdb``: a failed build leaves the previous warehouse in place,
+and a reader never sees a half-built file.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from dagster_project.home import REPO_ROOT, default_home
+from dagster_project.resources import NwhResource
+from extract.lake import STUDY_OF, ensure_placeholders
+
+DBT_DIR = REPO_ROOT / "dbt"
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def dbt_env(lake: str | Path, duckdb_path: Path) -> dict[str, str]:
+    return {"NWH_LAKE": str(lake), "NWH_DUCKDB_PATH": str(duckdb_path)}
+
+
+def ensure_manifest() -> Path:
+    """Run `dbt parse` when the manifest is missing (a fresh clone) or older than a dbt file."""
+    manifest = dbt_project.manifest_path
+    sources = [p for p in DBT_DIR.rglob("*") if p.suffix in (".sql", ".yml")
+               and "target" not in p.parts]
+    if manifest.exists() and manifest.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return manifest
+    env = {**os.environ, **dbt_env(default_home() / "lake", Path(":memory:"))}
+    parsed = subprocess.run([DBT_EXECUTABLE, "parse", "--project-dir", str(DBT_DIR),
+                             "--profiles-dir", str(DBT_DIR)], env=env, capture_output=True,
+                            text=True)
+    if parsed.returncode != 0:
+        raise RuntimeError(f"dbt parse of {DBT_DIR} failed:\n{parsed.stdout}{parsed.stderr}")
+    return manifest
+
+
+class StudyGroups(DagsterDbtTranslator):
+    """Puts every dbt model in its study's Dagster group."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        if len(fqn) >= 4 and fqn[1] in ("marts", "intermediate"):
+            return fqn[2]
+        name = dbt_resource_props.get("name", "")
+        if name.startswith("stg_") and name[4:] in STUDY_OF:
+            return STUDY_OF[name[4:]]
+        return super().get_group_name(dbt_resource_props)
+
+
+@dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=StudyGroups())
+def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, nwh: NwhResource):
+    """Build and test every dbt model into a fresh DuckDB file, then publish it atomically."""
+    target = nwh.warehouse_path
+    building = target.with_name(f".{target.name}.{context.run.run_id}.building")
+    target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)
+    ensure_placeholders(nwh.lake)
+    os.environ.update(dbt_env(nwh.lake, building))
+    try:
+        yield from dbt.cli(["build"], context=context).stream()
+        os.replace(building, target)
+        context.log.info(f"published the warehouse at {target}")
+    finally:
+        building.unlink(missing_ok=True)
+
+
+assets = [warehouse_dbt]

@@ -24,7 +24,7 @@ def _print_progress(step: int, total: int, loss: float) -> None:
         print(f"  step {step}/{total}  loss {loss:.3f}", flush=True)
 
 
-def train(home: Path, out: Path | None, seed: int, steps: int, n_sentences: int,
+def train(home: Path, out: Path | None, seed: int, steps: int, *, n_sentences: int,
           save_every: int | None = None, modular: dict | None = None) -> list[Path]:
     """Train the demo GPT-2 on the synthetic corpus and save checkpoint folders; `modular`
     (modular_layer, modular_k, modular_lambda, modular_warmup) adds the enmeshment loss."""
@@ -93,7 +93,7 @@ def query(home: Path, sql: str, fmt: str) -> str:
         return str(df)
 
 
-def fetch(base_url: str, layers: str, neurons_per_layer: int, dest: Path, workers: int) -> int:
+def fetch(base_url: str, layers: str, neurons_per_layer: int, dest: Path, *, workers: int) -> int:
     """Mirror the OpenAI explanation dataset layout into `dest`, with a progress bar."""
     from tqdm import tqdm
 
@@ -214,14 +214,15 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or home / "checkpoints" / ("demo-modular" if modular else "demo")
             for seed in args.seeds or [args.seed]:
                 train(home, out.with_name(f"{out.name}-seed{seed}") if args.seeds else out, seed,
-                      args.steps, args.n_sentences, args.save_every, modular)
+                      args.steps, n_sentences=args.n_sentences, save_every=args.save_every,
+                      modular=modular)
         elif args.command == "run":
             run(home, args.config, args.checkpoint, args.workers)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
         elif args.command == "explanations":
             return fetch(args.base_url, args.layers, args.neurons_per_layer, args.dest,
-                         args.workers)
+                         workers=args.workers)
         elif args.command == "ui":
             return ui(home, args.config, args.host, args.port)
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one clear line

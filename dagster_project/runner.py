@@ -62,7 +62,7 @@ def selection_for(study: StudyConfig) -> dg.AssetSelection:
 
 
 def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.DagsterInstance,
-                        workers: int, torch_threads: int | None = None) -> None:
+                        *, workers: int, torch_threads: int | None = None) -> None:
     """Materialize the corpus and the extraction shards of partition `key` with the multiprocess
     executor, `workers` shards at a time, each process with `torch_threads` torch threads
     (default cores // workers)."""
@@ -81,7 +81,7 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
 
 
 def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: str | None = None,
-              instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
+              *, instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
     """Materialize the study's graph for one checkpoint, then build and publish the warehouse.
     With `workers` > 1 the corpus and the extraction shards run first in parallel processes."""
     name = checkpoint_to_run(study, checkpoint)
@@ -90,7 +90,7 @@ def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: 
     instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
     selection = selection_for(study)
     if workers > 1 and study.needs_model:
-        extract_in_parallel(home, study_file, key, instance, workers)
+        extract_in_parallel(home, study_file, key, instance, workers=workers)
         selection = selection - dg.AssetSelection.assets(["lake", "corpus"], *SHARD_KEYS)
     result = dg.materialize([*all_assets, *all_checks], selection=selection, partition_key=key,
                             resources=resources(str(home), study_file), instance=instance,

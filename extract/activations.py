@@ -148,7 +148,7 @@ def stream_activations(
     sentences: Sequence[tuple[int, str]],
     sites: Sequence[str] = (SITE_MLP,),
     batch_size: int = 32,
-    progress: Callable[[int, int], None] | None = None,
+    *, progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict[str, ActivationBatch]]:
     """Yield, batch by batch, each site's activations of `sentences` ((sentence_id, text) pairs).
 
@@ -199,7 +199,7 @@ def stream_mlp_activations(
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[ActivationBatch]:
     """The MLP site of :func:`stream_activations`."""
-    for batch in stream_activations(bridge, sentences, (SITE_MLP,), batch_size, progress):
+    for batch in stream_activations(bridge, sentences, (SITE_MLP,), batch_size, progress=progress):
         yield batch[SITE_MLP]
 
 
@@ -356,7 +356,7 @@ class ActivationAggregates:
         s4 = d2.square_().sum(0).double()
         e = s1 / m
         self._add_moments(m, centre.double() + e, s2 - s1 * e, s3 - 3 * e * s2 + 2 * m * e**3,
-                          s4 - 4 * e * s3 + 6 * e**2 * s2 - 3 * m * e**4)
+                          b_m4=s4 - 4 * e * s3 + 6 * e**2 * s2 - 3 * m * e**4)
         batch_max = acts.amax(0)
         self.max = torch.maximum(self.max, batch_max.double())
         self.n_positive += acts.gt(0).sum(0, dtype=torch.int32)
@@ -374,7 +374,7 @@ class ActivationAggregates:
                              f"{other.token_sums.vocab_size} token types into "
                              f"{self.mean.shape[0]} x {self.token_sums.vocab_size}: the shards "
                              f"come from different models")
-        self._add_moments(other.n, other.mean, other.m2, other.m3, other.m4)
+        self._add_moments(other.n, other.mean, other.m2, other.m3, b_m4=other.m4)
         self.max = torch.maximum(self.max, other.max)
         self.n_positive += other.n_positive
         self.token_sums.merge(other.token_sums)
@@ -382,7 +382,7 @@ class ActivationAggregates:
         return self
 
     def _add_moments(self, nb: int, b_mean: torch.Tensor, b_m2: torch.Tensor, b_m3: torch.Tensor,
-                     b_m4: torch.Tensor) -> None:
+                     *, b_m4: torch.Tensor) -> None:
         """Combine count, mean and central sums M2..M4 of a part B into self (Pebay 2008,
         Eqs. 3.1, 2.1 of the pairwise update)."""
         na, total = self.n, self.n + nb
@@ -530,7 +530,8 @@ def token_strings(tokenizer, vocab_size: int) -> list[str]:
 
 
 def context_lookup(tokenizer, sentences: Iterable[tuple[int, str]], wanted: set[int],
-                   strings: Sequence[str], window: int = 8) -> Callable[[int, int], tuple[str, str]]:
+                   strings: Sequence[str], *,
+                   window: int = 8) -> Callable[[int, int], tuple[str, str]]:
     """Build `context_of(sentence_id, position)` -> (token, context) for the `wanted` sentences.
 
     The context is up to `window` tokens before the position, the token in [[ ]], and two after.
@@ -595,7 +596,7 @@ def aggregate_sites(
     sentences: Sequence[tuple[int, str]],
     sites: Sequence[str] = (SITE_MLP,),
     batch_size: int = 32,
-    top_k: int = 10,
+    *, top_k: int = 10,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, ActivationAggregates]:
     """Stream `sentences` through `bridge` once and fold every site into its aggregates (empty
@@ -605,7 +606,7 @@ def aggregate_sites(
     vocab = bridge.cfg.d_vocab
     aggs = {site: ActivationAggregates(math.prod(site_shape(bridge, site)), vocab, top_k)
             for site in sites}
-    for batches in stream_activations(bridge, sentences, sites, batch_size, progress):
+    for batches in stream_activations(bridge, sentences, sites, batch_size, progress=progress):
         for site, batch in batches.items():
             aggs[site].update(batch)
     return aggs
@@ -635,19 +636,19 @@ def extract_aggregates(
     sentences: Sequence[tuple[int, str]],
     sites: Sequence[str] = (SITE_MLP,),
     batch_size: int = 32,
-    min_token_count: int = 5,
+    *, min_token_count: int = 5,
     top_k: int = 10,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractionResult:
     """Stream `sentences` through `bridge` once and return the aggregate tables of `sites`."""
     if not sentences:
         raise ValueError("corpus is empty: no sentences to extract activations from")
-    aggs = aggregate_sites(bridge, sentences, sites, batch_size, top_k, progress)
+    aggs = aggregate_sites(bridge, sentences, sites, batch_size, top_k=top_k, progress=progress)
     return aggregate_tables(bridge, sentences, aggs, min_token_count)
 
 
 def paired_activations(bridge_a, bridge_b, sentences: Sequence[tuple[int, str]],
-                       site: str = SITE_MLP, batch_size: int = 32
+                       site: str = SITE_MLP, *, batch_size: int = 32
                        ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """A function returning a fresh iterator of (activations of A, activations of B) on the same
     real tokens of `sentences` (padding and special tokens excluded), for streaming

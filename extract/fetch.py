@@ -42,7 +42,7 @@ def parse_layers(spec: str) -> list[int]:
     return sorted(set(layers))
 
 
-def _download(url: str, dest: Path, retries: int, backoff: float, timeout: float) -> str:
+def _download(url: str, dest: Path, retries: int, backoff: float, *, timeout: float) -> str:
     """'downloaded', 'missing' (404) or 'failed' after `retries` retries."""
     for attempt in range(retries + 1):
         try:
@@ -66,7 +66,7 @@ def _download(url: str, dest: Path, retries: int, backoff: float, timeout: float
 
 def fetch_explanations(
     base_url: str, layers: Iterable[int], neurons_per_layer: int, dest: str | Path,
-    workers: int = 16, retries: int = 4, backoff: float = 0.5, timeout: float = 30.0,
+    *, workers: int = 16, retries: int = 4, backoff: float = 0.5, timeout: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> FetchReport:
     """Mirror ``{base_url}/{layer}/{neuron}.jsonl`` for the given layers and neurons
@@ -86,7 +86,7 @@ def fetch_explanations(
             else:
                 todo.append((f"{base}/{layer}/{neuron}.jsonl", target))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_download, url, target, retries, backoff, timeout): url
+        futures = {pool.submit(_download, url, target, retries, backoff, timeout=timeout): url
                    for url, target in todo}
         for done, future in enumerate(as_completed(futures), start=1):
             outcome = future.result()

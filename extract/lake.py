@@ -60,7 +60,7 @@ def partition_path(lake: str | Path, table: str, model: str, checkpoint: str | N
     return f"{folder}/data.parquet"
 
 
-def state_path(lake: str | Path, name: str, model: str, checkpoint: str, part: str) -> str:
+def state_path(lake: str | Path, name: str, model: str, checkpoint: str, *, part: str) -> str:
     """Path (or URL) of an intermediate state file under ``<lake>/_state/`` (e.g. one shard's
     activation aggregates): handed from one asset to another, never a table, never read by dbt."""
     return (f"{str(lake).rstrip('/')}/_state/{safe_name(name, 'state')}"
@@ -111,7 +111,7 @@ def exists(path: str | Path) -> bool:
 
 
 def write_table(
-    lake: str | Path, table: str, df: pl.DataFrame, model: str, checkpoint: str | None = None
+    lake: str | Path, table: str, df: pl.DataFrame, model: str, *, checkpoint: str | None = None
 ) -> str:
     """Conform `df` to the schema of `table` and write it as the model/checkpoint partition."""
     path = partition_path(lake, table, model, checkpoint)

@@ -113,7 +113,7 @@ def _read_layer(folder: str, layer: int) -> tuple[list[tuple], list[tuple]]:
 
 def read_openai_explanations(
     root: str | Path, n_layers: int | None = None, neurons_per_layer: int | None = None,
-    workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None, *, progress: Callable[[int, int], None] | None = None,
 ) -> OpenAIExplanations:
     """Read ``root/{layer}/{neuron}.jsonl`` in parallel into explanations and rejects.
 

@@ -74,7 +74,7 @@ def split_sentences(sentence_ids: Sequence[int], seed: int, dev_fraction: float,
 
 
 def labelled_words(words: pl.DataFrame, tasks: Sequence[str], seed: int, dev_fraction: float,
-                 test_fraction: float, max_sentences: int | None = None) -> pl.DataFrame:
+                 *, test_fraction: float, max_sentences: int | None = None) -> pl.DataFrame:
     """Table ``probe_labels``: sentence_id, word_index, word, split, task, label (long format).
 
     `words` has sentence_id, word_index, word and one label column per task (the corpus table or
@@ -143,7 +143,7 @@ def _pick(positions: list[int], representative: str) -> list[int]:
 
 
 def word_features(bridge, words: pl.DataFrame, representative: str = "last",
-                  batch_size: int = 32, sentence_label: Callable[[int], str] | None = None,
+                  batch_size: int = 32, *, sentence_label: Callable[[int], str] | None = None,
                   progress: Callable[[int, int], None] | None = None
                   ) -> tuple[pl.DataFrame, torch.Tensor]:
     """Activations (all MLP layers, concatenated) of each word of `words` (sentence_id,

@@ -61,7 +61,7 @@ class EvalSet:
 
 
 def eval_set(sequences: Sequence[Sequence[int]], tokens: set[int], pad_id: int,
-             max_sentences: int, causal: bool) -> EvalSet | None:
+             max_sentences: int, *, causal: bool) -> EvalSet | None:
     """The first `max_sentences` sequences that contain one of `tokens` (at a position > 0 for
     a causal model, which has nothing to predict the first token from); None if there is none."""
     chosen, hits = [], []

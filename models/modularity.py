@@ -119,7 +119,7 @@ def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float],
 
 
 def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed: int,
-                    n_batches: int = 4) -> list[Callable[[], torch.Tensor]]:
+                    *, n_batches: int = 4) -> list[Callable[[], torch.Tensor]]:
     """Loss functions of up to `n_batches` batches of held-out `sequences`, on every non-special
     token (causal) or on a seeded 15 % of them masked (masked LM), for :func:`gradient_similarity`."""
     vocab = set(range(lm.bridge.cfg.d_vocab)) - lm.special_ids
@@ -155,7 +155,7 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
                  NeuronSet(np.full(len(outside), layer), outside)]
     effects, circuits = [], []
     for i, (cls, tokens) in enumerate(sorted(classes.items())):
-        data = eval_set(sequences, tokens, lm.pad_id, max_sentences, not lm.masked)
+        data = eval_set(sequences, tokens, lm.pad_id, max_sentences, causal=not lm.masked)
         if data is None:
             continue
         losses = target_losses(lm, data, runs)

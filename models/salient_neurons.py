@@ -74,7 +74,7 @@ class Probes:
 
 
 def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Sequence[float],
-                 lambda2: Sequence[float], masks: torch.Tensor | None = None,
+                 *, lambda2: Sequence[float], masks: torch.Tensor | None = None,
                  settings: TrainSettings = TrainSettings()) -> Probes:
     """Alg. 1 for G = len(lambda1) probes at once; `masks` (G, D) keeps only those features.
 
@@ -230,7 +230,7 @@ class GridResult:
 
 
 def grid_search(data: ProbeData, lambdas: Sequence[float] = PAPER_LAMBDAS,
-                top_percent: float = 20.0, alpha: float = 0.5, beta: float = 0.5,
+                top_percent: float = 20.0, alpha: float = 0.5, *, beta: float = 0.5,
                 ranking_step: float = 1.0, settings: TrainSettings = TrainSettings()
                 ) -> GridResult:
     """Alg. 2 over every (lambda1, lambda2) in lambdas x lambdas, accuracies on the dev split.
@@ -242,20 +242,21 @@ def grid_search(data: ProbeData, lambdas: Sequence[float] = PAPER_LAMBDAS,
     pairs = [(l1, l2) for l1 in lambdas for l2 in lambdas]
     l1s, l2s = [p[0] for p in pairs], [p[1] for p in pairs]
     d, m = data.n_neurons, n_of_percent(top_percent, data.n_neurons)
-    probes = train_probes(data.x_train, data.y_train, data.n_labels, l1s, l2s, settings=settings)
+    probes = train_probes(data.x_train, data.y_train, data.n_labels, l1s, lambda2=l2s,
+                          settings=settings)
     current = probes.accuracy(data.x_dev, data.y_dev)
     rankings = [neuron_ranking(probes.weight[g].numpy(), ranking_step) for g in range(len(pairs))]
     top = torch.stack([keep_mask(r.order[:m], d) for r in rankings])
     bottom = torch.stack([keep_mask(r.order[d - m:], d) for r in rankings])
     both = torch.cat([top, bottom])
-    sub = train_probes(data.x_train, data.y_train, data.n_labels, l1s * 2, l2s * 2, masks=both,
-                       settings=settings)
+    sub = train_probes(data.x_train, data.y_train, data.n_labels, l1s * 2, lambda2=l2s * 2,
+                       masks=both, settings=settings)
     sub_acc = sub.accuracy(data.x_dev, data.y_dev)
     acc_top, acc_bottom = sub_acc[: len(pairs)], sub_acc[len(pairs):]
     if (0.0, 0.0) in pairs:
         noreg = float(current[pairs.index((0.0, 0.0))])
     else:
-        noreg = float(train_probes(data.x_train, data.y_train, data.n_labels, [0.0], [0.0],
+        noreg = float(train_probes(data.x_train, data.y_train, data.n_labels, [0.0], lambda2=[0.0],
                                    settings=settings).accuracy(data.x_dev, data.y_dev)[0])
     score = alpha * (acc_top - acc_bottom) - beta * (noreg - current)
     best = 0
@@ -279,7 +280,7 @@ class MinimalSubset:
 
 
 def minimal_subset(data: ProbeData, order: np.ndarray, oracle_dev_accuracy: float,
-                   lambdas: tuple[float, float], delta: float = 0.01, step_percent: float = 1.0,
+                   lambdas: tuple[float, float], *, delta: float = 0.01, step_percent: float = 1.0,
                    settings: TrainSettings = TrainSettings(),
                    progress: Callable[[float, float], None] | None = None) -> MinimalSubset:
     """Alg. 4: the smallest top N % (N = step, 2 step, ...) of `order` whose retrained probe is
@@ -292,8 +293,8 @@ def minimal_subset(data: ProbeData, order: np.ndarray, oracle_dev_accuracy: floa
             continue
         last_n = n
         sub = data.columns(order[:n])
-        probe = train_probes(sub.x_train, sub.y_train, data.n_labels, [lambdas[0]], [lambdas[1]],
-                             settings=settings)
+        probe = train_probes(sub.x_train, sub.y_train, data.n_labels, [lambdas[0]],
+                             lambda2=[lambdas[1]], settings=settings)
         acc = float(probe.accuracy(sub.x_dev, sub.y_dev)[0])
         if progress:
             progress(percent, acc)
@@ -337,13 +338,13 @@ class LcaSettings:
 def _retrained_accuracy(data: ProbeData, keep: np.ndarray, lambdas: tuple[float, float],
                         settings: TrainSettings) -> float:
     sub = data.columns(keep)
-    probe = train_probes(sub.x_train, sub.y_train, data.n_labels, [lambdas[0]], [lambdas[1]],
-                         settings=settings)
+    probe = train_probes(sub.x_train, sub.y_train, data.n_labels, [lambdas[0]],
+                         lambda2=[lambdas[1]], settings=settings)
     return float(probe.accuracy(sub.x_test, sub.y_test)[0])
 
 
 def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
-                 label_names: Sequence[str], settings: LcaSettings = LcaSettings(),
+                 label_names: Sequence[str], *, settings: LcaSettings = LcaSettings(),
                  log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:
     """Every LCA algorithm and evaluation for one task.
 
@@ -355,13 +356,15 @@ def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
     d, s = data.n_neurons, settings
     log(f"{task}: grid search over {len(s.lambdas) ** 2} (lambda1, lambda2) pairs, "
         f"{d} neurons, {len(data.y_train)} train words")
-    grid = grid_search(data, s.lambdas, s.top_percent, s.alpha, s.beta, s.ranking_step, s.train)
+    grid = grid_search(data, s.lambdas, s.top_percent, s.alpha, beta=s.beta,
+                       ranking_step=s.ranking_step, settings=s.train)
     lambdas, oracle, order = grid.lambdas, grid.oracle, grid.ranking.order
     oracle_dev = float(oracle.accuracy(data.x_dev, data.y_dev)[0])
     oracle_test = float(oracle.accuracy(data.x_test, data.y_test)[0])
     log(f"{task}: lambda1={lambdas[0]:g} lambda2={lambdas[1]:g}; oracle accuracy dev "
         f"{oracle_dev:.4f}, test {oracle_test:.4f}; searching the minimal subset")
-    minimal = minimal_subset(data, order, oracle_dev, lambdas, s.delta, s.minimal_step, s.train,
+    minimal = minimal_subset(data, order, oracle_dev, lambdas, delta=s.delta,
+                             step_percent=s.minimal_step, settings=s.train,
                              progress=lambda p, a: log(f"{task}: top {p:g}% -> dev {a:.4f}"))
     n_min = minimal.n_neurons
     rng = np.random.default_rng(s.train.seed)
@@ -369,35 +372,35 @@ def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
                for _ in range(s.n_random)]
     rows = []
 
-    def row(labels, selection, mode, percent, n, accuracy, seed=s.train.seed):
+    def row(labels, selection, mode, percent, *, n, accuracy, seed=s.train.seed):
         rows.append((labels, selection, mode, float(percent), int(n), int(seed), float(accuracy)))
 
-    row("task", "all", "retrained", 100, d, oracle_test)
-    row("task", "all", "masked", 100, d, oracle_test)
+    row("task", "all", "retrained", 100, n=d, accuracy=oracle_test)
+    row("task", "all", "masked", 100, n=d, accuracy=oracle_test)
     m = n_of_percent(s.top_percent, d)
     m_percent = 100 * m / d
     masked = {"top": order[:m], "bottom": order[d - m:],
               "weight_magnitude": weight_magnitude_order(oracle.weight[0].numpy())[:m]}
     for selection, keep in masked.items():
         acc = oracle.accuracy(data.x_test, data.y_test, keep_mask(keep, d)[None])[0]
-        row("task", selection, "masked", m_percent, m, acc)
+        row("task", selection, "masked", m_percent, n=m, accuracy=acc)
     for r, keep in enumerate(randoms[: s.n_random]):
         acc = oracle.accuracy(data.x_test, data.y_test, keep_mask(keep, d)[None])[0]
-        row("task", "random", "masked", m_percent, m, acc, s.train.seed + r)
+        row("task", "random", "masked", m_percent, n=m, accuracy=acc, seed=s.train.seed + r)
     top_test = float(minimal.probe.accuracy(data.columns(order[:n_min]).x_test, data.y_test)[0])
-    row("task", "top", "retrained", minimal.percent, n_min, top_test)
-    row("task", "bottom", "retrained", minimal.percent, n_min,
-        _retrained_accuracy(data, order[d - n_min:], lambdas, s.train))
+    row("task", "top", "retrained", minimal.percent, n=n_min, accuracy=top_test)
+    row("task", "bottom", "retrained", minimal.percent, n=n_min,
+        accuracy=_retrained_accuracy(data, order[d - n_min:], lambdas, s.train))
     for r, keep in enumerate(randoms[s.n_random:]):
-        row("task", "random", "retrained", minimal.percent, n_min,
-            _retrained_accuracy(data, keep, lambdas, s.train), s.train.seed + r)
+        row("task", "random", "retrained", minimal.percent, n=n_min,
+            accuracy=_retrained_accuracy(data, keep, lambdas, s.train), seed=s.train.seed + r)
     control_data = data.with_labels(*control)
     control_all = train_probes(control_data.x_train, control_data.y_train, data.n_labels,
-                               [lambdas[0]], [lambdas[1]], settings=s.train)
-    row("control", "all", "retrained", 100, d,
-        control_all.accuracy(control_data.x_test, control_data.y_test)[0])
-    row("control", "top", "retrained", minimal.percent, n_min,
-        _retrained_accuracy(control_data, order[:n_min], lambdas, s.train))
+                               [lambdas[0]], lambda2=[lambdas[1]], settings=s.train)
+    row("control", "all", "retrained", 100, n=d,
+        accuracy=control_all.accuracy(control_data.x_test, control_data.y_test)[0])
+    row("control", "top", "retrained", minimal.percent, n=n_min,
+        accuracy=_retrained_accuracy(control_data, order[:n_min], lambdas, s.train))
     accuracy = pl.DataFrame(rows, orient="row", schema=[
         "labels", "selection", "mode", "percent", "n_neurons", "seed", "accuracy"])
 
@@ -447,7 +450,7 @@ def accuracy_rows_per_task(n_random: int) -> int:
 
 
 def run_lca(labels: pl.DataFrame, keys: pl.DataFrame, features: torch.Tensor, d_per_layer: int,
-            settings: LcaSettings = LcaSettings(),
+            *, settings: LcaSettings = LcaSettings(),
             log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:
     """:func:`analyse_task` for every task of `labels` (the ``probe_labels`` table: sentence_id,
     word_index, word, split, task, label) on `features`, whose rows are `keys` (sentence_id,
@@ -473,7 +476,7 @@ def run_lca(labels: pl.DataFrame, keys: pl.DataFrame, features: torch.Tensor, d_
                             torch.from_numpy(ids[sel]), torch.from_numpy(control[sel]))
         data = ProbeData(*parts["train"][:2], *parts["dev"][:2], *parts["test"][:2], len(names))
         frames = analyse_task(task, data, tuple(parts[s][2] for s in ("train", "dev", "test")),
-                              names, settings, log)
+                              names, settings=settings, log=log)
         for table, df in frames.items():
             if "feature" in df.columns:
                 df = df.with_columns((pl.col("feature") // d_per_layer).alias("layer"),

@@ -118,7 +118,7 @@ class BestCorrelations:
 
 
 def best_correlations(batches: Batches, n_a: int, n_b: int, memory_budget_bytes: int,
-                      progress: Callable[[int, int], None] | None = None) -> BestCorrelations:
+                      *, progress: Callable[[int, int], None] | None = None) -> BestCorrelations:
     """The best correlation of every neuron of A over all neurons of B, in blocks of rows of A
     whose float64 working set stays within `memory_budget_bytes`."""
     step = rows_per_block(n_b, memory_budget_bytes)
@@ -153,14 +153,14 @@ def rotated(batches: Batches, n_layers: int, width: int, seed: int) -> Batches:
 
 
 def neuron_universality(batches: Batches, n_layers: int, width: int, memory_budget_bytes: int,
-                        seed: int = 0, progress: Callable[[int, int], None] | None = None
+                        *, seed: int = 0, progress: Callable[[int, int], None] | None = None
                         ) -> pl.DataFrame:
     """Per neuron of A (n_layers x width, the same shape as B): its best correlation with any
     neuron of B (and which), and its best correlation with B's rotated basis (the baseline)."""
     best = best_correlations(batches, n_layers * width, n_layers * width, memory_budget_bytes,
-                             progress)
+                             progress=progress)
     base = best_correlations(rotated(batches, n_layers, width, seed), n_layers * width,
-                             n_layers * width, memory_budget_bytes, progress)
+                             n_layers * width, memory_budget_bytes, progress=progress)
     j = np.arange(n_layers * width)
     defined = pl.col("best_corr").is_not_null()
     return pl.DataFrame({
@@ -173,11 +173,11 @@ def neuron_universality(batches: Batches, n_layers: int, width: int, memory_budg
 
 
 def neuron_stability(batches: Batches, n_layers: int, width: int, memory_budget_bytes: int,
-                     progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+                     *, progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
     """Per neuron of a checkpoint (A) against the previous checkpoint of the same run (B): the
     correlation with its own earlier self (same layer and index) and with its best match."""
     best = best_correlations(batches, n_layers * width, n_layers * width, memory_budget_bytes,
-                             progress)
+                             progress=progress)
     j = np.arange(n_layers * width)
     return pl.DataFrame({"layer": j // width, "neuron": j % width, "n_tokens": best.n_tokens,
                          "self_corr": best.same_index, "best_corr": best.max_corr}

@@ -31,7 +31,7 @@ print("done", flush=True)
 
 def test_a_write_killed_midway_leaves_the_previous_file_whole(tmp_path):
     old = pl.DataFrame({"layer": [0], "neuron": [0], "explanation": ["old"], "score": [0.5]})
-    path = Path(lake.write_table(tmp_path, "explanations", old, "m", "final"))
+    path = Path(lake.write_table(tmp_path, "explanations", old, "m", checkpoint="final"))
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "3000000"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
@@ -82,7 +82,7 @@ def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
     # Break a cross-table invariant no single-table suite sees: clusters 0 and 1 exist, K says 1.
     clusterings = lake.read_table(home / "lake", "clusterings", "m", "final")
     lake.write_table(home / "lake", "clusterings", clusterings.with_columns(n_clusters=pl.lit(1)),
-                     "m", "final")
+                     "m", checkpoint="final")
     with pytest.raises(Exception, match="dbt"):
         dg.materialize([*all_assets], selection=dg.AssetSelection.assets(warehouse_dbt),
                        resources=resources(str(home), str(study)),

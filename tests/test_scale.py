@@ -89,7 +89,7 @@ def test_lake_tables_round_trip_through_an_fsspec_url():
     url = "memory://nwh-test/lake"
     df = pl.DataFrame({"layer": [0, 1], "neuron": [3, 4], "explanation": ["a", "b"],
                        "score": [0.5, None]})
-    path = lake.write_table(url, "explanations", df, "m", "final")
+    path = lake.write_table(url, "explanations", df, "m", checkpoint="final")
     assert path == f"{url}/explanations/model=m/checkpoint=final/data.parquet"
     assert lake.read_table(url, "explanations", "m", "final").equals(df)
     lake.ensure_placeholders(url)

@@ -89,7 +89,7 @@ def evaluate_loss(model, seqs: Sequence[Sequence[int]], pad_id: int, batch_size:
     return total / count
 
 
-def _save_checkpoint(model, tokenizer, out_dir: Path, step: int, state: dict) -> Path:
+def _save_checkpoint(model, tokenizer, out_dir: Path, step: int, *, state: dict) -> Path:
     final = out_dir / f"checkpoint-{step}"
     tmp = out_dir / f".tmp-checkpoint-{step}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -106,7 +106,7 @@ def train_demo_model(
     eval_texts: Sequence[str],
     out_dir: str | Path,
     config: DemoModelConfig = DemoModelConfig(),
-    progress: Callable[[int, int, float], None] | None = None,
+    *, progress: Callable[[int, int, float], None] | None = None,
 ) -> list[Path]:
     """Train the demo GPT-2 with AdamW (linear warm-up, cosine decay) and save checkpoints.
 
@@ -157,7 +157,7 @@ def train_demo_model(
                      "train_loss": float(np.mean([h["loss"] for h in history[-50:]])),
                      "eval_loss": evaluate_loss(model, evals, pad),
                      "log_history": history[-200:]}
-            paths.append(_save_checkpoint(model, tokenizer, out_dir, step, state))
+            paths.append(_save_checkpoint(model, tokenizer, out_dir, step, state=state))
     return paths
 
 

@@ -88,7 +88,7 @@ def activation_ablations(context: dg.AssetExecutionContext,
             opened.log(f"ablating {len(clusters)} clusters of {site} {config} "
                        f"({'masked' if lm.masked else 'causal'} LM loss)")
             rows += ablate_clusters(lm, clusters, heldout, cfg.ablation_settings(),
-                                    opened.progress("ablation", "clusters", 25))
+                                    progress=opened.progress("ablation", "clusters", 25))
     df = pl.DataFrame(rows) if rows else empty("activation_ablations")
     return next(write_tables(opened, {"activation_ablations": df}, {"activation_ablations": {
         "ablated_clusters": df.filter(pl.col("baseline") == "cluster").height}}, multi=False))
@@ -99,5 +99,5 @@ assets = [activation_clustering, activation_ablations,
                        ["fct_ablation_summary", "stg_activation_clusters"],
                        "Layer and index of the neurons of the activation clusters with the "
                        "largest ablation drop per site (Fig. 5 of Zhang et al.).",
-                       plot_cluster_positions)]
+                       draw=plot_cluster_positions)]
 checks = lake_checks(STUDY)

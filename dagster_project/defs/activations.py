@@ -33,7 +33,7 @@ SHARD_KEYS = [shard_key(shard) for shard in range(N_SHARDS)]
 
 def _state_path(opened: Opened, shard: int, site: str) -> str:
     return lake.state_path(opened.nwh.lake, SHARD_STATE, opened.model, opened.checkpoint,
-                           f"shard{shard}-{site}")
+                           part=f"shard{shard}-{site}")
 
 
 def _train(opened: Opened) -> list[tuple[int, str]]:
@@ -55,7 +55,7 @@ def _activation_shard(shard: int) -> dg.AssetsDefinition:
         if nwh.torch_threads:
             torch.set_num_threads(nwh.torch_threads)
         part = shard_sentences(_train(opened), shard, N_SHARDS)
-        aggs = aggregate_sites(opened.bridge(), part, cfg.sites, cfg.batch_size, cfg.top_k,
+        aggs = aggregate_sites(opened.bridge(), part, cfg.sites, cfg.batch_size, top_k=cfg.top_k,
                                progress=opened.progress(f"extraction shard {shard}"))
         fingerprint = sentence_fingerprint(part)
         for site, agg in aggs.items():

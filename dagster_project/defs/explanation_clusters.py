@@ -160,13 +160,14 @@ assets = [
     report_asset("layer_gini", STUDY, ["fct_layer_gini"],
                  "Plot of fct_layer_gini: Gini per layer for each method, one line per filter "
                  "percentile with its permutation null as a band (Fig. 2 of Ben Yaakov et al.).",
-                 plot_layer_gini),
+                 draw=plot_layer_gini),
     report_asset("cluster_variance", STUDY,
                  ["fct_cluster_layer_variance", "fct_cluster_variance_summary"],
                  "Box plots of the clusters' layer variance per method with mean and WAVG "
-                 "marked (Fig. 3 of Ben Yaakov et al.).", plot_cluster_variance),
+                 "marked (Fig. 3 of Ben Yaakov et al.).", draw=plot_cluster_variance),
     report_asset("min_variance_cluster", STUDY, ["fct_min_variance_clusters"],
                  "Layer histogram of each method's minimal-variance cluster at filter 0, with "
-                 "its topic words (Figs. 5-6 of Ben Yaakov et al.).", plot_min_variance_histogram),
+                 "its topic words (Figs. 5-6 of Ben Yaakov et al.).",
+                 draw=plot_min_variance_histogram),
 ]
 checks = lake_checks(STUDY, expected_rows)

@@ -45,8 +45,8 @@ def probe_labels(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Mate
         df = empty("probe_labels")
     else:
         words = read_conll(cfg.path, cfg.tasks) if cfg.labels == "conll" else opened.read("corpus")
-        df = labelled_words(words, cfg.tasks, cfg.seed, cfg.dev_fraction, cfg.test_fraction,
-                            cfg.max_sentences)
+        df = labelled_words(words, cfg.tasks, cfg.seed, cfg.dev_fraction,
+                            test_fraction=cfg.test_fraction, max_sentences=cfg.max_sentences)
     counts = df.group_by("task", "split").len().sort("task", "split")
     return next(write_tables(opened, {"probe_labels": df}, {"probe_labels": {
         "n_sentences": df["sentence_id"].n_unique(),
@@ -68,8 +68,8 @@ def probe_features(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Ma
     else:
         keys, features = word_features(opened.bridge(), words, opened.study.probing.representative,
                                        opened.study.extraction.batch_size,
-                                       _sentence_label(opened.study),
-                                       opened.progress("probe features"))
+                                       sentence_label=_sentence_label(opened.study),
+                                       progress=opened.progress("probe features"))
         df = keys.with_columns(pl.lit(SITE_MLP).alias("site"),
                                pl.Series("activations", features.numpy()))
         n_features = int(features.shape[1])
@@ -109,7 +109,8 @@ def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
         d_mlp = opened.read("neuron_moments").filter(
             (pl.col("site") == SITE_MLP) & (pl.col("layer") == 0)).height
         frames = run_lca(opened.read("probe_labels"), feats.select("sentence_id", "word_index"),
-                         matrix, d_mlp, opened.study.probing.lca_settings(), log=opened.log)
+                         matrix, d_mlp, settings=opened.study.probing.lca_settings(),
+                         log=opened.log)
     yield from write_tables(opened, {t: frames[t].with_columns(pl.lit(SITE_MLP).alias("site"))
                                      for t in _LCA})
 
@@ -143,5 +144,6 @@ def expected_rows(opened: Opened, table: str) -> list[dict]:
 assets = [probe_labels, probe_features, salient_neurons,
           report_asset("probe_layer_distribution", STUDY, ["fct_probe_layer_distribution"],
                        "Plot of fct_probe_layer_distribution: neurons of each task's minimal "
-                       "subset per layer (Fig. 3 of Durrani et al.).", plot_probe_layer_distribution)]
+                       "subset per layer (Fig. 3 of Durrani et al.).",
+                       draw=plot_probe_layer_distribution)]
 checks = lake_checks(STUDY, expected_rows)

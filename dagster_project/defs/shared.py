@@ -116,7 +116,7 @@ def write_tables(opened: Opened, frames: Mapping[str, pl.DataFrame],
     preview, plus `metadata[table]`; `multi` names the asset key (a multi-asset's outputs)."""
     for table, df in frames.items():
         checkpoint = None if table in lake.CORPUS_TABLES else opened.checkpoint
-        path = lake.write_table(opened.nwh.lake, table, df, opened.model, checkpoint)
+        path = lake.write_table(opened.nwh.lake, table, df, opened.model, checkpoint=checkpoint)
         yield dg.MaterializeResult(asset_key=lake_key(table) if multi else None, metadata={
             "path": str(path), "dagster/row_count": len(df), "preview": preview(df, 10),
             **(metadata or {}).get(table, {})})
@@ -155,7 +155,7 @@ def read_mart(nwh: NwhResource, mart: str) -> pl.DataFrame:
 
 
 def report_asset(name: str, study: str, marts: Sequence[str], description: str,
-                 draw: Callable[..., Path]) -> dg.AssetsDefinition:
+                 *, draw: Callable[..., Path]) -> dg.AssetsDefinition:
     """A plot of marts `marts` at ``<home>/reports/<name>.png``, shown inline in the UI:
     `draw(*mart frames, path)` writes it."""
     @dg.asset(key=["reports", f"{name}_plot"], deps=[dg.AssetKey(m) for m in marts],

@@ -25,7 +25,7 @@ def runs(study: StudyConfig) -> bool:
     return study.needs_model
 
 
-def _correlate(opened: Opened, bridge, other, label: str, compare):
+def _correlate(opened: Opened, bridge, other, label: str, *, compare):
     """`compare(batches, n_layers, width, budget, ..., progress)` over the first sentences of the
     train split, both models' MLP activations cached in memory when they fit the budget."""
     cfg = opened.study.universality
@@ -34,7 +34,7 @@ def _correlate(opened: Opened, bridge, other, label: str, compare):
     opened.log(f"correlating {n_layers * width} neurons with {label} over {len(train)} sentences")
     budget = cfg.memory_budget_mb * 2**20
     batches = cached(paired_activations(bridge, other, train, SITE_MLP,
-                                        opened.study.extraction.batch_size), budget)
+                                        batch_size=opened.study.extraction.batch_size), budget)
     return compare(batches, n_layers, width, budget,
                    progress=opened.progress(f"correlation with {label}", "passes", 1))
 
@@ -61,7 +61,7 @@ def neuron_universality(context: dg.AssetExecutionContext,
                                  f"{site_shape(bridge, SITE_MLP)}")
             label = Path(folder).name
             df = _correlate(opened, bridge, other, f"{label}/{name}",
-                            partial(universality_against, seed=cfg.seed))
+                            compare=partial(universality_against, seed=cfg.seed))
             frames.append(df.with_columns(pl.lit(label).alias("other_model")))
     df = (pl.concat(frames).with_columns(pl.lit(SITE_MLP).alias("site"),
                                          pl.lit(cfg.threshold).alias("threshold"))
@@ -87,7 +87,7 @@ def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.
         opened.log(f"no checkpoint before {checkpoint!r}: nothing to compare with")
     else:
         df = _correlate(opened, opened.bridge(), opened.bridge(previous), previous,
-                        stability_against).with_columns(
+                        compare=stability_against).with_columns(
             pl.lit(SITE_MLP).alias("site"), pl.lit(previous).alias("previous_checkpoint"))
     return next(write_tables(opened, {"neuron_stability": df}, {"neuron_stability": {
         "previous_checkpoint": previous or "none",

@@ -31,7 +31,7 @@ BASELINES = ("random", "random_layer", "random_position")
 
 
 def baseline_neurons(kind: str, cluster: NeuronSet, n_layers: int, width: int,
-                     rng: np.random.Generator) -> NeuronSet:
+                     *, rng: np.random.Generator) -> NeuronSet:
     """One random draw of a baseline with the cluster's size (module docstring)."""
     n = len(cluster)
     if kind == "random":
@@ -64,11 +64,11 @@ class AblationSettings:
 
 
 def ablate_cluster(lm: LossSetup, cluster: NeuronSet, data: EvalSet, settings: AblationSettings,
-                   rng: np.random.Generator) -> list[dict]:
+                   *, rng: np.random.Generator) -> list[dict]:
     """Rows (baseline, repeat, n_neurons, loss_base, loss_ablated) for the cluster and
     `settings.repeats` draws of every baseline, all on the same evaluation set."""
     runs = [("none", 0, NO_NEURONS), ("cluster", 0, cluster)]
-    runs += [(kind, r, baseline_neurons(kind, cluster, len(lm.hook_names), lm.width, rng))
+    runs += [(kind, r, baseline_neurons(kind, cluster, len(lm.hook_names), lm.width, rng=rng))
              for kind in BASELINES for r in range(settings.repeats)]
     losses = target_losses(lm, data, [run for _, _, run in runs], settings.batch_rows)
     return [{"baseline": kind, "repeat": r, "n_neurons": len(run), "loss_base": losses[0],
@@ -78,7 +78,7 @@ def ablate_cluster(lm: LossSetup, cluster: NeuronSet, data: EvalSet, settings: A
 
 def ablate_clusters(lm: LossSetup, clusters: Sequence[tuple[dict, NeuronSet, set[int]]],
                     sequences: Sequence[Sequence[int]], settings: AblationSettings,
-                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
+                    *, progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Ablate each (keys, neurons, top tokens) cluster and its baselines on the held-out
     `sequences` that contain its tokens; a cluster none of whose tokens occur is skipped."""
     rng = np.random.default_rng(settings.seed)
@@ -87,7 +87,7 @@ def ablate_clusters(lm: LossSetup, clusters: Sequence[tuple[dict, NeuronSet, set
         data = eval_set(sequences, tokens, lm.pad_id, settings.max_sentences,
                         causal=not lm.masked)
         if data is not None:
-            for row in ablate_cluster(lm, neurons, data, settings, rng):
+            for row in ablate_cluster(lm, neurons, data, settings, rng=rng):
                 rows.append({**keys, **row, "n_sentences": data.ids.shape[0],
                              "n_targets": data.n_targets})
         if progress:

@@ -229,7 +229,7 @@ def random_clusters(sizes: Sequence[int], n_neurons: int, rng: np.random.Generat
 
 
 def _frames_for(x: np.ndarray, clusters: list[np.ndarray], matrix: TokenMatrix, top_n: int,
-                keys: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+                *, keys: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Membership, distance and top-token rows of one clustering (cluster ids 0..)."""
     members, distances, tokens = [], [], []
     token_ids = matrix.tokens["token_id"].to_numpy()
@@ -283,6 +283,7 @@ def cluster_site(token_means: pl.DataFrame, embeddings: np.ndarray | None,
                 random = random_clusters([len(c) for c in found], len(nonzero), rng)
                 for method, cl in ((AGGLOMERATIVE, found), (RANDOM, [nonzero[r] for r in random])):
                     keys = {"representation": kind, "k": k, "refined": refined, "method": method}
-                    for name, df in zip(out, _frames_for(x, cl, matrix, settings.top_tokens, keys)):
+                    frames = _frames_for(x, cl, matrix, settings.top_tokens, keys=keys)
+                    for name, df in zip(out, frames):
                         out[name].append(df)
     return {name: pl.concat(dfs, how="diagonal_relaxed") for name, dfs in out.items()}

@@ -143,7 +143,7 @@ def _fit_sample(n: int, max_fit: int, seed: int) -> np.ndarray:
 
 
 def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
-                  seed: int) -> np.ndarray:
+                  *, seed: int) -> np.ndarray:
     """DBSCAN (Ester et al. 1996) with cosine distance; -1 = noise.
 
     Exact when len(x) <= max_fit. Above, DBSCAN runs on a seeded sample of max_fit neurons with
@@ -166,7 +166,7 @@ def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
 
 
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int, dims: int, max_fit: int,
-                   seed: int) -> np.ndarray:
+                   *, seed: int) -> np.ndarray:
     """HDBSCAN (``hdbscan`` package) on PCA-reduced unit embeddings, as BERTopic clusters
     documents (UMAP there); -1 = noise. Fitted on at most max_fit neurons (seeded sample), the
     rest labelled by ``approximate_predict``."""
@@ -205,10 +205,11 @@ def method_labels(method: str, x: np.ndarray, n_layers: int, s: ClusteringSettin
     if method == "random":
         return random_labels(len(x), k, s.seed)
     if method == "dbscan":
-        labels = dbscan_labels(x, s.dbscan_eps, s.dbscan_min_samples, s.max_fit_neurons, s.seed)
+        labels = dbscan_labels(x, s.dbscan_eps, s.dbscan_min_samples, s.max_fit_neurons,
+                               seed=s.seed)
     else:
         labels = hdbscan_labels(x, s.hdbscan_min_cluster_size, s.hdbscan_dims,
-                                s.max_fit_neurons, s.seed)
+                                s.max_fit_neurons, seed=s.seed)
     if s.noise == "reassign":
         labels = reassign_noise(x, labels)
     return _dense_ids(labels)

@@ -32,7 +32,7 @@ def class_tfidf(class_term: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
 
 
 def cluster_topics(assignments: pl.DataFrame, explanations: pl.DataFrame, n_words: int = 10,
-                   n_representative: int = 3, n_candidates: int = 500,
+                   n_representative: int = 3, *, n_candidates: int = 500,
                    seed: int = 0) -> pl.DataFrame:
     """Topic words and representative explanations of every non-noise cluster of every
     clustering in `assignments` (method, filter_percentile, seed, layer, neuron, cluster_id);
@@ -64,13 +64,13 @@ def cluster_topics(assignments: pl.DataFrame, explanations: pl.DataFrame, n_word
             rows.append({"method": key[0], "filter_percentile": key[1], "seed": key[2],
                          "cluster_id": int(c), "topic_words": top,
                          "representative_explanations": _representatives(
-                             docs[clusters == c], doc_term, idf, row, texts["explanation"],
-                             n_representative, n_candidates, rng)})
+                             docs[clusters == c], doc_term, idf, row, texts=texts["explanation"],
+                             n=n_representative, n_candidates=n_candidates, rng=rng)})
     return pl.DataFrame(rows, schema=TOPIC_SCHEMA)
 
 
 def _representatives(docs: np.ndarray, doc_term: sp.csr_matrix, idf: np.ndarray,
-                     topic: np.ndarray, texts: pl.Series, n: int, n_candidates: int,
+                     topic: np.ndarray, *, texts: pl.Series, n: int, n_candidates: int,
                      rng: np.random.Generator) -> list[str]:
     """The `n` distinct explanations among a seeded sample of `docs` closest (cosine of
     idf-weighted term frequencies) to the cluster's c-TF-IDF vector `topic`."""

@@ -33,7 +33,8 @@ from extract.probe_data import labelled_words, word_features
 from models.salient_neurons import ProbeData, grid_search
 rss = peak_rss_mib
 bridge = load_bridge(find_checkpoints(sys.argv[1])[-1][1])
-labels = labelled_words(synthetic_corpus(4000, seed=0), ["pos"], 0, 0.1, 0.1, 1000)
+labels = labelled_words(synthetic_corpus(4000, seed=0), ["pos"], 0, 0.1,
+                        test_fraction=0.1, max_sentences=1000)
 keys, x = word_features(bridge, labels.select("sentence_id", "word_index", "word"))
 rows = keys.join(labels.with_row_index("i"), on=["sentence_id", "word_index"]).sort("i")
 names = sorted(set(rows["label"]))

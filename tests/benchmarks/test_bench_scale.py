@@ -97,7 +97,7 @@ home, study, checkpoints, workers, threads = sys.argv[1:4] + [int(v) for v in sy
 instance = instance_for(home)
 key = partition_key("bench", find_checkpoints(checkpoints)[-1][0])
 instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
-extract_in_parallel(home, study, key, instance, workers, threads)
+extract_in_parallel(home, study, key, instance, workers=workers, torch_threads=threads)
 run = instance.get_runs(limit=1)[0]
 events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
 shard = [e for e in events if (e.step_key or "").startswith("shards__")]

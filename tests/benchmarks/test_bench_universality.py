@@ -33,7 +33,7 @@ bridge_b = load_bridge(find_checkpoints(b)[-1][1])
 n = bridge_a.cfg.n_layers * bridge_a.cfg.d_mlp
 text = sentences(synthetic_corpus(n_sentences, seed=3), "train")
 budget = budget_mb * 2**20
-batches = cached(paired_activations(bridge_a, bridge_b, text, "mlp", 64), budget, 2048)
+batches = cached(paired_activations(bridge_a, bridge_b, text, "mlp", batch_size=64), budget, 2048)
 tokens = sum(x.shape[0] for x, _ in batches())  # this first pass fills the cache
 rows = rows_per_block(n, budget)
 start = time.perf_counter()

@@ -60,9 +60,9 @@ def test_labelled_words_keep_sentences_whole_and_drop_null_labels(tiny_corpus):
     assert set(df["task"]) == {"pos", "position"}
     text = tiny_corpus.with_columns(pl.lit(None, pl.Utf8).alias("pos"))
     with pytest.raises(ProbeDataError, match="no word has a label"):
-        labelled_words(text, ["pos"], 0, 0.1, 0.1)
+        labelled_words(text, ["pos"], 0, 0.1, test_fraction=0.1)
     with pytest.raises(ProbeDataError, match="no label column"):
-        labelled_words(tiny_corpus, ["chunk"], 0, 0.1, 0.1)
+        labelled_words(tiny_corpus, ["chunk"], 0, 0.1, test_fraction=0.1)
 
 
 def _fast(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:

@@ -74,8 +74,8 @@ def test_batched_training_equals_training_each_probe_alone():
     y = torch.from_numpy(rng.integers(0, 3, 700))
     settings = TrainSettings(epochs=3, batch_size=128, seed=5)
     masks = torch.tensor([[True] * 12, [True] * 6 + [False] * 6])
-    both = train_probes(x, y, 3, [0.0, 1e-2], [1e-3, 0.0], masks, settings)
-    alone = train_probes(x, y, 3, [1e-2], [0.0], masks[1:], settings)
+    both = train_probes(x, y, 3, [0.0, 1e-2], lambda2=[1e-3, 0.0], masks=masks, settings=settings)
+    alone = train_probes(x, y, 3, [1e-2], lambda2=[0.0], masks=masks[1:], settings=settings)
     torch.testing.assert_close(both.weight[1], alone.weight[0], rtol=1e-5, atol=1e-6)
     assert (both.weight[1, 6:] == 0).all()  # masked-out features carry no weight
 
@@ -141,7 +141,7 @@ def _selectivity(x, y, control, n_labels, split=0.7):
     settings = TrainSettings(epochs=60, batch_size=256, learning_rate=5e-2, seed=0)
     accs = []
     for labels in (y, control):
-        probe = train_probes(x[:a], labels[:a], n_labels, [0.0], [0.0], settings=settings)
+        probe = train_probes(x[:a], labels[:a], n_labels, [0.0], lambda2=[0.0], settings=settings)
         accs.append(float(probe.accuracy(x[a:], labels[a:])[0]))
     return accs[0] - accs[1], accs
 
@@ -179,7 +179,7 @@ def test_analyse_task_produces_every_table_with_the_paper_shapes():
     settings = LcaSettings(lambdas=(0.0, 1e-3), n_random=2, train=FAST)
     frames = analyse_task("t", data, tuple(torch.from_numpy(c) for c in
                                            (control[:a], control[a:b], control[b:])),
-                          list("abcd"), settings)
+                          list("abcd"), settings=settings)
     acc = frames["probe_accuracy"]
     assert acc.height == 9 + 2 * 2 == accuracy_rows_per_task(2)
     top = acc.filter((acc["selection"] == "top") & (acc["mode"] == "masked"))["accuracy"][0]

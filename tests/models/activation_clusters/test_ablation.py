@@ -18,18 +18,18 @@ def test_baselines_match_the_cluster_size_layers_and_positions():
     cluster = NeuronSet(np.array([0, 0, 0, 1, 2, 2, 2]), np.array([1, 5, 9, 3, 0, 2, 4]))
     rng = np.random.default_rng(0)
     for _ in range(20):
-        r = baseline_neurons("random", cluster, 3, 10, rng)
+        r = baseline_neurons("random", cluster, 3, 10, rng=rng)
         assert len(set(zip(r.layers, r.neurons))) == 7
-        rl = baseline_neurons("random_layer", cluster, 3, 10, rng)
+        rl = baseline_neurons("random_layer", cluster, 3, 10, rng=rng)
         assert sorted(rl.layers) == sorted(cluster.layers)
         assert len(set(zip(rl.layers, rl.neurons))) == 7
-        rp = baseline_neurons("random_position", cluster, 3, 10, rng)
+        rp = baseline_neurons("random_position", cluster, 3, 10, rng=rng)
         # 7 neurons over 3 layers: 2 positions in every layer, one more in 1 layer
         assert len(rp) == 7
         counts = np.bincount(rp.neurons, minlength=10)
         assert sorted(counts[counts > 0]) == [1, 3, 3]
     with pytest.raises(ValueError, match="unknown baseline"):
-        baseline_neurons("nearby", cluster, 3, 10, rng)
+        baseline_neurons("nearby", cluster, 3, 10, rng=rng)
 
 
 def _gpt(tiny_checkpoints):
@@ -105,7 +105,7 @@ def test_ablating_a_planted_class_neuron_hurts_that_class_more_than_random(
     assert data is not None and data.n_targets >= 10
     rows = ablate_cluster(LossSetup(**loss_inputs(bridge, SITE_MLP)),
                           NeuronSet(np.array([1]), np.array([7])), data,
-                          AblationSettings(repeats=5), np.random.default_rng(0))
+                          AblationSettings(repeats=5), rng=np.random.default_rng(0))
     change = {(r["baseline"], r["repeat"]): r["loss_ablated"] / r["loss_base"] - 1 for r in rows}
     planted = change[("cluster", 0)]
     assert planted > 0.05

@@ -19,6 +19,11 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
         },
     },
     "activations": {
+        "checkpoint_fidelity": {
+            "compared": pl.Utf8, "max_abs_diff": pl.Float64, "tolerance": pl.Float64,
+            "n_tokens": pl.Int64, "n_missing_weights": pl.Int64, "missing_weights": pl.Utf8,
+            "loss_usable": pl.Boolean,
+        },
         "neuron_moments": {
             "site": pl.Utf8, "layer": pl.Int64, "neuron": pl.Int64, "n_tokens": pl.Int64,
             "mean": pl.Float64, "std": pl.Float64, "skew": pl.Float64, "kurtosis": pl.Float64,
@@ -123,9 +128,14 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
         },
         "activation_ablations": {
             "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
-            "cluster_id": pl.Int64, "baseline": pl.Utf8, "repeat": pl.Int64, "n_neurons": pl.Int64,
-            "n_sentences": pl.Int64, "n_targets": pl.Int64, "loss_base": pl.Float64,
-            "loss_ablated": pl.Float64,
+            "cluster_id": pl.Int64, "ablation": pl.Utf8, "baseline": pl.Utf8,
+            "repeat": pl.Int64, "n_neurons": pl.Int64, "n_sentences": pl.Int64,
+            "n_targets": pl.Int64, "loss_base": pl.Float64, "loss_ablated": pl.Float64,
+        },
+        "activation_ablation_tests": {
+            "site": pl.Utf8, "representation": pl.Utf8, "k": pl.Int64, "refined": pl.Boolean,
+            "cluster_id": pl.Int64, "baseline": pl.Utf8, "n_draws": pl.Int64,
+            "p_value": pl.Float64,
         },
     },
     "universal_neurons": {
@@ -142,7 +152,8 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
     "modularity": {
         "enmeshment": {
             "layer": pl.Int64, "matrix": pl.Utf8, "similarity": pl.Utf8, "k": pl.Int64,
-            "enmeshment": pl.Float64,
+            "enmeshment": pl.Float64, "baseline_enmeshment": pl.Float64,
+            "baseline_sd": pl.Float64, "baseline_draws": pl.Int64,
         },
         "cluster_class_effect": {
             "layer": pl.Int64, "k": pl.Int64, "cluster_id": pl.Int64, "semantic_class": pl.Utf8,

@@ -106,6 +106,7 @@ class _ProbingData(_Section):
     labels: Literal["corpus", "conll"] = "corpus"  # the synthetic corpus's labels | a CoNLL file
     path: str | None = None  # CoNLL-style file: word<TAB>label[<TAB>label...] (labels: conll)
     tasks: list[str] = Field(default_factory=lambda: ["pos", "semantic_class"])
+    site: Literal["resid", "mlp"] = "resid"  # the paper's layer outputs (13 x 768 on BERT-base)
     representative: str = "last"  # last | first | mean subword of a word
     max_sentences: int | None = 1000  # seeded sample of the labelled sentences
     dev_fraction: float = 0.1
@@ -127,6 +128,7 @@ class _ActivationClustersData(_Section):
 
     enabled: bool = True
     sites: list[str] = Field(default_factory=lambda: list(SITES))
+    ablation: Literal["mean", "zero"] = "mean"  # an ablated neuron's value: the paper's mean
     ablation_max_clusters: int | None = None  # seeded sample per clustering (None = all)
 
     def settings(self) -> ActivationClusterSettings:
@@ -163,7 +165,8 @@ class ModularityConfig(_Section):
     effect_k: int = 4  # clusters of that layer for ON/OFF (the paper's 4)
     max_sentences: int = 32  # held-out sequences per semantic class
     tolerance: float = 0.1  # circuit size: relative loss increase allowed while pruning
-    prune_step: float = 0.1  # share of the remaining weights pruned per round
+    prune_resolution: float = 0.001  # circuit size: share of the matrix the bisection resolves
+    baseline_draws: int = 5  # shuffled-weight copies per matrix and k (E's baseline)
     seed: int = 0
 
 
@@ -182,15 +185,11 @@ class StudyConfig(_Section):
     modularity: ModularityConfig = ModularityConfig()
 
     @property
-    def needs_model(self) -> bool:
-        """Whether the study runs a model (false for explanations read from a table or the
-        OpenAI dataset layout)."""
+    def needs_model(self) -> bool:  # false for explanations from a table or the OpenAI layout
         return self.explanations.source == "local"
 
     @property
-    def runs_probing(self) -> bool:
-        """Whether the probing assets run: a model, and labels (a CoNLL file or the synthetic
-        corpus; a plain text corpus has none)."""
+    def runs_probing(self) -> bool:  # a model, and labels (CoNLL, or the synthetic corpus's)
         p = self.probing
         return (self.needs_model and p.enabled
                 and (p.labels == "conll" or self.corpus.kind == "synthetic"))

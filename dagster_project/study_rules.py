@@ -100,6 +100,13 @@ def _check_extraction(e) -> None:
                                "must be >= 1")
 
 
+def _check_probing_site(p, extraction) -> None:
+    if p.enabled and p.site not in extraction.sites:
+        raise StudyConfigError(f"study config: probing.site {p.site!r} must be one of "
+                               f"extraction.sites ({extraction.sites}): the features are that "
+                               "site's activations")
+
+
 def _check_activation_clusters(a, extraction) -> None:
     missing = sorted(set(a.sites) - set(extraction.sites))
     if not a.sites or missing or len(set(a.sites)) != len(a.sites):
@@ -124,7 +131,8 @@ def _check_clustering(c) -> None:
     bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
     if bad:
         raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
-    _choose("clustering.noise", c.noise, NOISE_CHOICES)
+    _choose("clustering.dbscan_noise", c.dbscan_noise, NOISE_CHOICES)
+    _choose("clustering.hdbscan_noise", c.hdbscan_noise, NOISE_CHOICES)
     try:
         c.settings()
     except ValueError as e:
@@ -132,9 +140,9 @@ def _check_clustering(c) -> None:
     for name in ("kmeans_n_init", "dbscan_min_samples", "hdbscan_dims", "max_fit_neurons"):
         if getattr(c, name) < 1:
             raise StudyConfigError(f"study config: clustering.{name} must be >= 1")
-    if c.hdbscan_min_cluster_size < 2 or c.null_shuffles < 20:
+    if c.hdbscan_min_cluster_size < 2 or c.null_shuffles < 99:
         raise StudyConfigError("study config: clustering.hdbscan_min_cluster_size must be >= 2 "
-                               "and clustering.null_shuffles >= 20")
+                               "and clustering.null_shuffles >= 99 (p-values need shuffles)")
     if not 0 < c.dbscan_eps <= 2:
         raise StudyConfigError("study config: clustering.dbscan_eps is a cosine distance in (0, 2]")
 
@@ -157,13 +165,15 @@ def check_study(study) -> None:
                                "table or openai)")
     _check_probing(study.probing)
     _check_extraction(study.extraction)
+    _check_probing_site(study.probing, study.extraction)
     _check_activation_clusters(study.activation_clusters, study.extraction)
     m = study.modularity
-    if not m.ks or min(m.ks) < 2 or m.effect_k < 2 or m.max_sentences < 1:
-        raise StudyConfigError("study config: modularity.ks and effect_k must be >= 2 and "
-                               "max_sentences >= 1")
-    if not 0 < m.prune_step < 1 or m.tolerance <= 0:
-        raise StudyConfigError("study config: modularity.prune_step must be in (0, 1) and "
+    if (not m.ks or min(m.ks) < 2 or m.effect_k < 2 or m.max_sentences < 1
+            or m.baseline_draws < 2):
+        raise StudyConfigError("study config: modularity.ks and effect_k must be >= 2, "
+                               "max_sentences >= 1 and baseline_draws >= 2")
+    if not 0 < m.prune_resolution < 1 or m.tolerance <= 0:
+        raise StudyConfigError("study config: modularity.prune_resolution must be in (0, 1) and "
                                "tolerance > 0")
     u = study.universality
     if u.max_sentences < 1 or u.memory_budget_mb < 1 or not -1 <= u.threshold <= 2:

@@ -70,8 +70,8 @@ def plot_cluster_variance(variances: pl.DataFrame, summary: pl.DataFrame,
                  & (pl.col("filter_percentile") == p))
         rows = summary.filter(where).sort("method")
         methods = rows["method"].to_list()
-        data = [variances.filter(where & (pl.col("method") == m))["layer_variance"].to_numpy()
-                for m in methods]
+        data = [variances.filter(where & (pl.col("method") == m))["layer_variance"]
+                .drop_nulls().to_numpy() for m in methods]  # one-neuron clusters have none
         positions = range(1, len(methods) + 1)
         ax.boxplot(data, positions=list(positions), showfliers=False)
         ax.scatter(positions, rows["mean_variance"], marker="^", color="green", label="mean", zorder=3)

@@ -108,7 +108,8 @@ _CLUSTERING = {
                    "clusters (K, or the number found by DBSCAN / HDBSCAN), layers, clustered "
                    "neurons, noise neurons and the adjusted mutual information of cluster and layer.",
     "explanation_clusters": "Cluster id of each neuron kept by the per-layer score percentile "
-                            "filter, per clustering (-1 = noise, with clustering.noise: keep).",
+                            "filter, per clustering (-1 = noise: HDBSCAN's, and DBSCAN's "
+                            "with clustering.dbscan_noise: keep).",
     "explanation_cluster_null_counts": "Permutation null: neurons per (layer, cluster) after "
                                        "shuffling the layer labels against the same clusters, "
                                        "per shuffle (non-zero counts; dbt computes gini_null).",

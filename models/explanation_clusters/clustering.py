@@ -7,9 +7,11 @@ their layer's p-th percentile (Sec. 2.2 of the paper), then cluster the kept emb
 - ``kmeans``: K = number of layers unless configured; identical embeddings are clustered once
   with their multiplicity as sample weight (the same objective, far fewer rows at scale).
 - ``dbscan``: cosine metric; noise points reassigned to the nearest cluster centre (the paper's
-  choice) or kept as noise (cluster_id -1).
-- ``hdbscan``: the BERTopic pipeline (Grootendorst 2022) with PCA in place of UMAP (not
-  installed here): embeddings reduced to a few dimensions, then the ``hdbscan`` package.
+  choice, Sec. 2.3.2) or kept as noise (cluster_id -1): ``dbscan_noise``.
+- ``hdbscan``: the BERTopic pipeline (Grootendorst 2022) the paper uses: embeddings reduced by
+  UMAP to 5 dimensions (BERTopic's settings: 15 neighbours, min_dist 0, cosine; seeded), then
+  the ``hdbscan`` package; its noise stays noise (cluster_id -1, as in the paper and its code):
+  ``hdbscan_noise: keep``. ``hdbscan_reduction: pca`` is the option.
 - ``random``: the uniform baseline, each neuron in one of K clusters with equal probability.
 
 The density methods are fitted on at most ``max_fit_neurons`` neurons (a seeded sample); the
@@ -32,6 +34,7 @@ from core.schema import SCHEMAS
 
 METHODS = ("kmeans", "dbscan", "hdbscan", "random")
 NOISE_CHOICES = ("reassign", "keep")
+REDUCTIONS = ("umap", "pca")
 NOISE = -1
 
 
@@ -48,17 +51,22 @@ class ClusteringSettings:
     dbscan_min_samples: int = 10
     hdbscan_min_cluster_size: int = 10
     hdbscan_dims: int = 5  # BERTopic's UMAP n_components
-    noise: str = "reassign"  # reassign | keep (dbscan, hdbscan)
+    hdbscan_reduction: str = "umap"  # umap (BERTopic's) | pca
+    dbscan_noise: str = "reassign"  # reassign (the paper's) | keep
+    hdbscan_noise: str = "keep"  # keep (the paper's: noise stays -1) | reassign
     max_fit_neurons: int = 20_000  # density methods: fit on a sample above this size
-    null_shuffles: int = 20  # permutation null of the layer Gini
+    null_shuffles: int = 999  # permutation null of the layer Gini: p-values down to 1/1000
 
     def __post_init__(self):
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"clustering: unknown methods {unknown}; known methods: {list(METHODS)}")
-        if self.noise not in NOISE_CHOICES:
-            raise ValueError(f"clustering: noise must be one of {list(NOISE_CHOICES)}, "
-                             f"got {self.noise!r}")
+        for name, value, choices in (("dbscan_noise", self.dbscan_noise, NOISE_CHOICES),
+                                     ("hdbscan_noise", self.hdbscan_noise, NOISE_CHOICES),
+                                     ("hdbscan_reduction", self.hdbscan_reduction, REDUCTIONS)):
+            if value not in choices:
+                raise ValueError(f"clustering.{name} must be one of {list(choices)}, "
+                                 f"got {value!r}")
 
 
 def percentile_filter(scores: pl.DataFrame, percentile: int) -> pl.DataFrame:
@@ -165,20 +173,38 @@ def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
     return labels
 
 
+def reduce_dimensions(x: np.ndarray, fit: np.ndarray, dims: int, method: str, seed: int
+                      ) -> np.ndarray:
+    """`x` reduced to `dims` dimensions by a reduction fitted on rows `fit`: UMAP with BERTopic's
+    settings (15 neighbours, min_dist 0, cosine metric, seeded) or PCA."""
+    dims = min(dims, x.shape[1], len(fit) - 2)
+    if method == "pca":
+        return PCA(n_components=dims, random_state=seed).fit(x[fit]).transform(x)
+    import umap
+
+    reducer = umap.UMAP(n_components=dims, n_neighbors=min(15, len(fit) - 1), min_dist=0.0,
+                        metric="cosine", random_state=seed).fit(x[fit])
+    if len(fit) == len(x):
+        return reducer.embedding_
+    out = np.empty((len(x), dims), dtype=np.float64)
+    out[fit] = reducer.embedding_
+    rest = np.setdiff1d(np.arange(len(x)), fit)
+    out[rest] = reducer.transform(x[rest])
+    return out
+
+
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int, dims: int, max_fit: int,
-                   *, seed: int) -> np.ndarray:
-    """HDBSCAN (``hdbscan`` package) on PCA-reduced unit embeddings, as BERTopic clusters
-    documents (UMAP there); -1 = noise. Fitted on at most max_fit neurons (seeded sample), the
-    rest labelled by ``approximate_predict``."""
+                   *, seed: int, reduction: str = "umap") -> np.ndarray:
+    """HDBSCAN (``hdbscan`` package) on reduced unit embeddings, as BERTopic clusters documents
+    (:func:`reduce_dimensions`); -1 = noise. Fitted on at most max_fit neurons (seeded sample),
+    the rest labelled by ``approximate_predict``."""
     import hdbscan
 
     labels = np.full(len(x), NOISE, dtype=np.int64)
-    if len(x) <= min_cluster_size:  # too few neurons for one cluster: all noise
+    if len(x) <= max(min_cluster_size, dims + 2):  # too few neurons for one cluster: all noise
         return labels
     fit = _fit_sample(len(x), max_fit, seed)
-    dims = min(dims, x.shape[1], len(fit))
-    pca = PCA(n_components=dims, random_state=seed).fit(x[fit])
-    reduced = pca.transform(x).astype(np.float64)
+    reduced = reduce_dimensions(x, fit, dims, reduction, seed).astype(np.float64)
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, prediction_data=True,
                             core_dist_n_jobs=1).fit(reduced[fit])
     labels[fit] = model.labels_
@@ -207,10 +233,12 @@ def method_labels(method: str, x: np.ndarray, n_layers: int, s: ClusteringSettin
     if method == "dbscan":
         labels = dbscan_labels(x, s.dbscan_eps, s.dbscan_min_samples, s.max_fit_neurons,
                                seed=s.seed)
+        noise = s.dbscan_noise
     else:
         labels = hdbscan_labels(x, s.hdbscan_min_cluster_size, s.hdbscan_dims,
-                                s.max_fit_neurons, seed=s.seed)
-    if s.noise == "reassign":
+                                s.max_fit_neurons, seed=s.seed, reduction=s.hdbscan_reduction)
+        noise = s.hdbscan_noise
+    if noise == "reassign":
         labels = reassign_noise(x, labels)
     return _dense_ids(labels)
 
@@ -234,7 +262,7 @@ def cluster_explanations(
     Returns (clusterings, assignments): one row per clustering with its n_clusters (K; for the
     density methods the number found), n_layers, n_neurons, n_noise and the adjusted mutual
     information of cluster and layer; and one row per (clustering, neuron) with its cluster_id
-    (-1 = noise, kept only with noise: keep).
+    (-1 = noise: HDBSCAN's by default, DBSCAN's with dbscan_noise: keep).
     """
     if len(neurons) != len(embeddings):
         raise ValueError(f"clustering: {len(neurons)} neurons but {len(embeddings)} embeddings")

@@ -17,9 +17,11 @@ def test_relative_paths_resolve_against_the_study_file(tmp_path):
     ({"model": "m", "checkpoints": "c", "clustering": {"metods": []}}, r"\['metods'\] in clustering"),
     ({"model": "m", "checkpoints": "c", "clustering": {"methods": ["optics"]}},
      r"unknown methods \['optics'\]"),
-    ({"model": "m", "checkpoints": "c", "clustering": {"noise": "drop"}},
-     r"clustering.noise must be one of \['reassign', 'keep'\]"),
-    ({"model": "m", "checkpoints": "c", "clustering": {"null_shuffles": 5}}, "null_shuffles >= 20"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"dbscan_noise": "drop"}},
+     r"clustering.dbscan_noise must be one of \['reassign', 'keep'\]"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"hdbscan_reduction": "tsne"}},
+     r"clustering.hdbscan_reduction must be one of \['umap', 'pca'\]"),
+    ({"model": "m", "checkpoints": "c", "clustering": {"null_shuffles": 50}}, "null_shuffles >= 99"),
     ({"model": "m", "explanations": {"source": "openai"}}, "explanations.path is required"),
     ({"model": "m", "checkpoints": "c", "corpus": {"kind": "poems"}}, "corpus.kind must be one of"),
     ({"model": "m"}, "'checkpoints' is required"),
@@ -54,7 +56,7 @@ def test_probing_runs_only_with_labels(tmp_path):
                          "probing": {"labels": "conll", "path": "pos.conll"}}, tmp_path)
     assert synthetic.runs_probing and not text.runs_probing and conll.runs_probing
     assert conll.probing.path == str(tmp_path / "pos.conll")
-    assert synthetic.probing.lca_settings().lambdas == (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    assert synthetic.probing.lca_settings().lambdas == (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.0)
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
@@ -94,3 +96,31 @@ def test_wrong_types_are_one_line_naming_the_key(tmp_path, data, message):
     with pytest.raises(StudyConfigError, match=message) as raised:
         parse_study({"model": "m", "checkpoints": "c", **data}, tmp_path)
     assert "\n" not in str(raised.value)
+
+
+def test_the_resource_parses_the_study_once_per_version_of_the_file(tmp_path, monkeypatch):
+    import os
+
+    import dagster_project.resources as resources_module
+    from dagster_project.resources import NwhResource
+
+    parses = []
+    monkeypatch.setattr(resources_module, "load_study",
+                        lambda path: parses.append(path) or load_study(path))
+    file = tmp_path / "s.yaml"
+    file.write_text("model: m\ncheckpoints: c\n")
+    nwh = NwhResource(home=str(tmp_path), study_file=str(file))
+    assert nwh.study() is nwh.study() and len(parses) == 1
+    file.write_text("model: other\ncheckpoints: c\n")
+    os.utime(file, ns=(1, 1))  # a new version, whatever the clock's resolution
+    assert nwh.study().model == "other" and len(parses) == 2
+
+
+def test_no_wiring_module_is_longer_than_250_lines():
+    from pathlib import Path
+
+    import dagster_project
+
+    root = Path(dagster_project.__file__).parent
+    lengths = {p.relative_to(root): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+    assert max(lengths.values()) <= 250, {p: n for p, n in lengths.items() if n > 250}

@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
 
-from sklearn.metrics import adjusted_mutual_info_score
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from models.explanation_clusters.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
                                dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
@@ -125,7 +127,8 @@ def test_noise_goes_to_the_nearest_cluster_centre_by_cosine():
 def test_noise_keep_leaves_minus_one_and_reassign_leaves_none():
     x, _ = _blobs(40)
     x = np.concatenate([x, np.full((2, 8), -1 / np.sqrt(8), dtype=np.float32)])
-    keep = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5, noise="keep")
+    keep = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5,
+                              dbscan_noise="keep")
     assert (method_labels("dbscan", x, 3, keep) == -1).sum() == 2
     reassign = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5)
     labels = method_labels("dbscan", x, 3, reassign)
@@ -164,7 +167,8 @@ def test_every_method_runs_through_cluster_explanations_with_ami_and_noise_colum
                             "score": np.linspace(0, 1, len(truth))})
     settings = ClusteringSettings(["kmeans", "dbscan", "hdbscan", "random"], [0], k=3,
                                   dbscan_eps=0.05, dbscan_min_samples=5,
-                                  hdbscan_min_cluster_size=10, hdbscan_dims=3)
+                                  hdbscan_min_cluster_size=10, hdbscan_dims=3,
+                                  hdbscan_noise="reassign")
     clusterings, assignments = cluster_explanations(neurons, x, settings)
     ami = dict(zip(clusterings["method"], clusterings["ami_layer"]))
     assert ami["kmeans"] == ami["dbscan"] == ami["hdbscan"] == pytest.approx(1.0)
@@ -182,3 +186,31 @@ def test_density_methods_on_fewer_neurons_than_a_cluster_leave_everything_noise(
         x, settings)
     assert clusterings["n_clusters"].to_list() == [0, 0]
     assert clusterings["n_noise"].to_list() == [6, 6]
+
+
+def test_hdbscan_keeps_its_noise_by_default():
+    """The paper's HDBSCAN noise stays noise: explanations in no dense region (a diffuse
+    background around three dense topics) are -1 (counted in n_noise, left out of every metric)
+    unless hdbscan_noise: reassign. (PCA here: UMAP pulls so small a background into clusters.)"""
+    x, truth = _blobs(60, dim=16)
+    background = np.random.default_rng(5).normal(size=(60, x.shape[1]))
+    x = np.concatenate([x, background / np.linalg.norm(background, axis=1, keepdims=True)])
+    settings = ClusteringSettings(["hdbscan"], [0], hdbscan_min_cluster_size=15, hdbscan_dims=3,
+                                  hdbscan_reduction="pca")
+    labels = method_labels("hdbscan", x, 3, settings)
+    assert (labels[180:] == -1).sum() >= 10
+    clustered = labels[:180] >= 0
+    assert adjusted_rand_score(truth[clustered], labels[:180][clustered]) > 0.9
+    reassigned = replace(settings, hdbscan_noise="reassign")
+    assert (method_labels("hdbscan", x, 3, reassigned) >= 0).all()
+
+
+def test_hdbscan_on_umap_recovers_topics_and_is_seeded():
+    """BERTopic's reduction, UMAP to a few dimensions (seeded), then HDBSCAN."""
+    x, truth = _blobs(60, dim=16)
+    settings = ClusteringSettings(["hdbscan"], [0], hdbscan_min_cluster_size=15, hdbscan_dims=3)
+    assert settings.hdbscan_reduction == "umap"
+    labels = method_labels("hdbscan", x, 3, settings)
+    clustered = labels >= 0
+    assert clustered.mean() > 0.9 and adjusted_rand_score(truth[clustered], labels[clustered]) > 0.9
+    assert (method_labels("hdbscan", x, 3, settings) == labels).all()

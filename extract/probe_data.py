@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from extract.activations import encode, frame_ids, stream_mlp_activations
+from extract.activations import SITE_MLP, encode, frame_ids, site_shape, stream_activations
 
 REPRESENTATIVES = ("last", "first", "mean")
 SYNTHETIC_TASKS = ("pos", "semantic_class", "suffix", "position")
@@ -143,14 +143,17 @@ def _pick(positions: list[int], representative: str) -> list[int]:
 
 
 def word_features(bridge, words: pl.DataFrame, representative: str = "last",
-                  batch_size: int = 32, *, sentence_label: Callable[[int], str] | None = None,
+                  batch_size: int = 32, *, site: str = SITE_MLP,
+                  sentence_label: Callable[[int], str] | None = None,
                   progress: Callable[[int, int], None] | None = None
                   ) -> tuple[pl.DataFrame, torch.Tensor]:
-    """Activations (all MLP layers, concatenated) of each word of `words` (sentence_id,
-    word_index, word), represented by its last / first / mean subword token.
+    """Activations of `site` (all its layers, concatenated: for ``resid`` the embedding output
+    and every layer's output, 13 x 768 for BERT-base as in Durrani et al.; for ``mlp`` every MLP
+    post-activation) of each word of `words` (sentence_id, word_index, word), represented by its
+    last / first / mean subword token.
 
     Returns (keys, features): keys has sentence_id, word_index in row order; features is
-    (n_words, n_layers * d_mlp) float32. A sentence longer than the model's context, or a word
+    (n_words, layers * width) float32. A sentence longer than the model's context, or a word
     the tokenizer cannot align, raises ProbeDataError naming the sentence.
     """
     if representative not in REPRESENTATIVES:
@@ -176,9 +179,10 @@ def word_features(bridge, words: pl.DataFrame, representative: str = "last",
             counts[row] = len(_pick(p, representative))
             row += 1
         sentences.append((sid, " ".join(ws)))
-    d = bridge.cfg.n_layers * bridge.cfg.d_mlp
-    features = torch.zeros((keys.height, d), dtype=torch.float32)
-    for batch in stream_mlp_activations(bridge, sentences, batch_size, progress):
+    n_layers, width = site_shape(bridge, site)
+    features = torch.zeros((keys.height, n_layers * width), dtype=torch.float32)
+    for batches in stream_activations(bridge, sentences, (site,), batch_size, progress=progress):
+        batch = batches[site]
         src, dst = [], []
         for m, (s, p) in enumerate(zip(batch.sentence_ids.tolist(), batch.positions.tolist())):
             for r in row_of.get((s, p), ()):

@@ -35,7 +35,9 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-PAPER_LAMBDAS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+# searchList of Alg. 2, in its order: with the strict ">" the first best cell wins, so the order
+# decides ties (lambda = 0 comes last).
+PAPER_LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 0.0)
 
 
 @dataclass(frozen=True)

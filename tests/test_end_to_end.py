@@ -62,7 +62,10 @@ def test_probe_marts_hold_the_paper_tables(built):
     layers = _query(home, "select task, sum(n_neurons) n, count(*) layers "
                           "from fct_probe_layer_distribution group by task order by task")
     assert layers["n"].to_list() == minimal["minimal_n_neurons"].to_list()
-    assert layers["layers"].to_list() == [2, 2]
+    # the paper's site by default: the layer outputs, embedding output included (3 on 2 layers)
+    assert layers["layers"].to_list() == [3, 3]
+    sites = _query(home, "select distinct site from fct_probe_minimal_subset")["site"].to_list()
+    assert sites == ["resid"]
     labels = _query(home, "select task, count(distinct label) n from stg_probe_labels "
                           "group by task order by task")
     per_label = _query(home, "select task, count(*) n from fct_probe_label_neurons "

@@ -13,7 +13,6 @@ from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_key, l
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from expectations.runner import row_count_equals
-from extract.activations import SITE_MLP
 from extract.probe_data import labelled_words, read_conll, word_features
 from models.salient_neurons import accuracy_rows_per_task, run_lca
 from reports.plots import plot_probe_layer_distribution
@@ -54,10 +53,11 @@ def probe_labels(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Mate
         multi=False))
 
 
-@partitioned_asset("probe_features", STUDY, ["probe_labels"],
-                   "Activations of all MLP neurons of all layers (concatenated layer by layer) "
-                   "at each labelled word, represented by its last (or first / mean) subword "
-                   "token, as the probes' input features.")
+@partitioned_asset("probe_features", STUDY, ["probe_labels", "checkpoint_fidelity"],
+                   "Activations of every neuron of the probed site (probing.site: resid, the "
+                   "layer outputs with the embedding output, as the paper; or mlp), all layers "
+                   "concatenated layer by layer, at each labelled word, represented by its last "
+                   "(or first / mean) subword token: the probes' input features.")
 def probe_features(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
     opened = open_partition(context, nwh)
     words = (opened.read("probe_labels").unique(["sentence_id", "word_index"])
@@ -66,16 +66,17 @@ def probe_features(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.Ma
         opened.log("probing skipped: probe_labels is empty")
         df, n_features = empty("probe_features"), 0
     else:
-        keys, features = word_features(opened.bridge(), words, opened.study.probing.representative,
-                                       opened.study.extraction.batch_size,
+        cfg = opened.study.probing
+        keys, features = word_features(opened.bridge(), words, cfg.representative,
+                                       opened.study.extraction.batch_size, site=cfg.site,
                                        sentence_label=_sentence_label(opened.study),
                                        progress=opened.progress("probe features"))
-        df = keys.with_columns(pl.lit(SITE_MLP).alias("site"),
+        df = keys.with_columns(pl.lit(cfg.site).alias("site"),
                                pl.Series("activations", features.numpy()))
         n_features = int(features.shape[1])
     return next(write_tables(opened, {"probe_features": df}, {"probe_features": {
-        "n_features": n_features, "representative": opened.study.probing.representative}},
-        multi=False))
+        "n_features": n_features, "site": opened.study.probing.site,
+        "representative": opened.study.probing.representative}}, multi=False))
 
 
 _LCA = {
@@ -99,6 +100,7 @@ def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
     """Linguistic Correlation Analysis (Durrani et al.): grid search, ranking, ablation, minimal
     subset and selectivity for every probing task."""
     opened = open_partition(context, nwh)
+    site = opened.study.probing.site
     feats = opened.read("probe_features")
     if feats.is_empty():
         opened.log("probing skipped: probe_features is empty")
@@ -106,12 +108,12 @@ def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
     else:
         n_features = feats["activations"].list.len().max()
         matrix = torch.from_numpy(feats["activations"].list.to_array(n_features).to_numpy())
-        d_mlp = opened.read("neuron_moments").filter(
-            (pl.col("site") == SITE_MLP) & (pl.col("layer") == 0)).height
+        width = opened.read("neuron_moments").filter(
+            (pl.col("site") == site) & (pl.col("layer") == 0)).height
         frames = run_lca(opened.read("probe_labels"), feats.select("sentence_id", "word_index"),
-                         matrix, d_mlp, settings=opened.study.probing.lca_settings(),
+                         matrix, width, settings=opened.study.probing.lca_settings(),
                          log=opened.log)
-    yield from write_tables(opened, {t: frames[t].with_columns(pl.lit(SITE_MLP).alias("site"))
+    yield from write_tables(opened, {t: frames[t].with_columns(pl.lit(site).alias("site"))
                                      for t in _LCA})
 
 
@@ -123,7 +125,8 @@ def expected_rows(opened: Opened, table: str) -> list[dict]:
         return [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]
     labels = opened.read("probe_labels")
     if table == "probe_features":
-        n_features = opened.read("neuron_moments").filter(pl.col("site") == SITE_MLP).height
+        n_features = opened.read("neuron_moments").filter(
+            pl.col("site") == opened.study.probing.site).height
         return [row_count_equals(labels.unique(["sentence_id", "word_index"]).height),
                 {"type": "expect_column_values_to_be_between",  # every activation finite
                  "kwargs": {"column": "activations", "min_value": n_features,

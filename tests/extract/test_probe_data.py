@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from extract.activations import SITE_MLP, load_bridge, site_hook_names
+from extract.activations import SITE_MLP, SITE_RESID, load_bridge, site_hook_names
 from extract.probe_data import (ProbeDataError, labelled_words, read_conll, split_sentences,
                                 word_features, word_token_positions)
 
@@ -95,12 +95,15 @@ def test_word_positions_follow_subwords(tiny_checkpoints):
     assert len(positions[4]) > 1  # an unseen word splits into several subwords
 
 
-def test_word_features_equal_the_cached_activations(tiny_checkpoints):
+@pytest.mark.parametrize("site, width", [(SITE_MLP, 2 * 64), (SITE_RESID, 3 * 32)])
+def test_word_features_equal_the_cached_activations(tiny_checkpoints, site, width):
+    """The MLP neurons of both layers, or the layer outputs with the embedding output (the
+    paper's 13 x 768 on BERT-base; 3 x 32 here), against TransformerLens' own cache."""
     bridge = load_bridge(tiny_checkpoints / "checkpoint-120")
     sentence = ["Alice", "drank", "espresso", "in", "Reykjavik", "."]
     words = pl.DataFrame({"sentence_id": [3] * 6, "word_index": list(range(6)), "word": sentence})
     positions = word_token_positions(bridge.tokenizer, sentence, "s")
-    names = site_hook_names(SITE_MLP, bridge.cfg.n_layers)
+    names = site_hook_names(site, bridge.cfg.n_layers)
     ids = torch.tensor([[bridge.tokenizer.bos_token_id,
                          *bridge.tokenizer(" ".join(sentence), add_special_tokens=False)["input_ids"],
                          bridge.tokenizer.eos_token_id]])
@@ -108,8 +111,8 @@ def test_word_features_equal_the_cached_activations(tiny_checkpoints):
         _, cache = bridge.run_with_cache(ids, names_filter=lambda n: n in names)
     acts = torch.cat([cache[n][0] for n in names], dim=-1)  # (positions, all neurons)
     for representative in ("last", "first", "mean"):
-        keys, feats = word_features(bridge, words, representative, batch_size=2)
-        assert keys["word_index"].to_list() == list(range(6))
+        keys, feats = word_features(bridge, words, representative, batch_size=2, site=site)
+        assert keys["word_index"].to_list() == list(range(6)) and feats.shape == (6, width)
         for i, ps in enumerate(positions):
             pick = {"last": ps[-1:], "first": ps[:1], "mean": ps}[representative]
             np.testing.assert_allclose(feats[i].numpy(), acts[pick].mean(0).numpy(),

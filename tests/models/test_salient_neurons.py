@@ -190,3 +190,17 @@ def test_analyse_task_produces_every_table_with_the_paper_shapes():
     assert frames["probe_grid"].height == 4
     assert set(frames["probe_neuron_ranking"]["feature"].head(4)) == planted
     assert frames["probe_label_ranking"].height == 4 * 30
+
+
+def test_grid_search_walks_algorithm_2s_search_list_so_ties_go_to_its_first_cell():
+    """Features that carry nothing give every cell the same score (S = 0); Alg. 2's strict '>'
+    then keeps its first cell, (1e-6, 1e-6), since its searchList starts at 1e-6 and ends at 0."""
+    n, d = 300, 5
+    y = torch.arange(n) % 3
+    zeros = torch.zeros(n, d)
+    data = ProbeData(zeros, y, zeros, y, zeros, y, 3)
+    grid = grid_search(data, settings=TrainSettings(epochs=2, batch_size=128, seed=0))
+    assert grid.table["lambda1"].to_list()[:8] == [1e-6] * 7 + [1e-5]
+    assert grid.table["lambda2"].to_list()[-1] == 0.0
+    assert set(grid.table["score"].to_list()) == {0.0}
+    assert grid.lambdas == (1e-6, 1e-6)

@@ -12,7 +12,7 @@ EXAMPLE_QUERIES = [
     ("Gini against the permutation null, per method and filter",
      "select method, filter_percentile, round(avg(gini), 3) as gini, "
      "round(avg(gini_null), 3) as gini_null, round(avg(gini_excess), 3) as excess, "
-     "count(*) filter (where gini_excess_low > 0) as layers_above_null "
+     "count(*) filter (where above_null) as layers_above_null "
      "from fct_layer_gini group by all order by all"),
     ("The lowest-variance cluster of each method, with its topic",
      "select method, cluster_id, n_neurons, round(layer_variance, 2) as variance, layer_median, "
@@ -35,7 +35,7 @@ EXAMPLE_QUERIES = [
      "round(cluster_drop_pct, 2) as cluster, round(random_drop_pct, 2) as random, "
      "round(random_layer_drop_pct, 2) as random_layer, "
      "round(random_position_drop_pct, 2) as random_position, "
-     "round(share_beats_random, 2) as beats_random from fct_ablation_by_configuration "
+     "round(share_significant_random, 2) as significant from fct_ablation_by_configuration "
      "order by all"),
     ("Activation clusters: concept purity against random clusters of the same sizes",
      "select site, representation, k, refined, n_clusters, n_pure_clusters, "

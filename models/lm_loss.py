@@ -22,7 +22,8 @@ from core.batching import pad_sequences
 @dataclass(frozen=True)
 class LossSetup:
     """How to measure a language-model loss through a bridge: the hooks of the ablated site (one
-    per layer) and its width, causal or masked, and the tokenizer's ids."""
+    per layer) and its width, causal or masked, the tokenizer's ids, and what an ablated neuron
+    is set to: `fill[layer, neuron]` (e.g. its mean activation), or zero when `fill` is None."""
 
     bridge: object
     hook_names: list[str]
@@ -31,6 +32,7 @@ class LossSetup:
     pad_id: int
     mask_id: int | None
     special_ids: set[int]
+    fill: torch.Tensor | None = None  # (layers, width)
 
 
 @dataclass(frozen=True)
@@ -81,18 +83,21 @@ def eval_set(sequences: Sequence[Sequence[int]], tokens: set[int], pad_id: int,
     return EvalSet(ids, real, targets)
 
 
-def _mask_hook(keep: torch.Tensor, copies: int):
-    """Multiply the layer's activations of copy r of the batch by keep[r] (0 = ablated)."""
+def _mask_hook(keep: torch.Tensor, copies: int, fill: torch.Tensor | None):
+    """Copy r of the batch keeps the layer's activations where keep[r] is 1 and takes `fill`
+    (zero when None) where it is 0."""
     def hook(act, hook):
         b = act.shape[0] // copies
-        return act * keep.repeat_interleave(b, dim=0)[:, None, :].to(act.dtype)
+        k = keep.repeat_interleave(b, dim=0)[:, None, :].to(act.dtype)
+        return act * k if fill is None else act * k + (1 - k) * fill.to(act.dtype)
     return hook
 
 
 def target_losses(lm: LossSetup, data: EvalSet, runs: Sequence[NeuronSet],
                   max_rows: int = 64) -> list[float]:
-    """Mean cross-entropy on `data`'s target tokens with each neuron set of `runs` zero-ablated
-    (an empty set = the unablated model), in nats. Runs are stacked along the batch, at most
+    """Mean cross-entropy on `data`'s target tokens with each neuron set of `runs` ablated (set
+    to `lm.fill`, or zero; an empty set = the unablated model), in nats. Runs are stacked along
+    the batch, at most
     `max_rows` sequences per forward pass."""
     ids, rows, predict_at, labels = _loss_inputs(data, lm.masked, lm.mask_id)
     per_pass = max(1, max_rows // ids.shape[0])
@@ -103,7 +108,8 @@ def target_losses(lm: LossSetup, data: EvalSet, runs: Sequence[NeuronSet],
         for r, run in enumerate(group):
             keep[torch.as_tensor(run.layers, dtype=torch.long), r,
                  torch.as_tensor(run.neurons, dtype=torch.long)] = 0
-        hooks = [(name, _mask_hook(keep[layer], len(group)))
+        hooks = [(name, _mask_hook(keep[layer], len(group),
+                                   None if lm.fill is None else lm.fill[layer]))
                  for layer, name in enumerate(lm.hook_names) if (keep[layer] == 0).any()]
         with torch.no_grad():
             logits = lm.bridge.run_with_hooks(ids.repeat(len(group), 1), fwd_hooks=hooks,

@@ -3,16 +3,19 @@ random twins per site, their ablation against random baselines, and the figure."
 
 import dagster as dg
 import polars as pl
+import torch
 
+from dagster_project.defs.activations import loss_usable
 from dagster_project.defs.shared import (empty, lake_checks, lake_specs, open_partition,
-                                         partitioned_asset, partitioned_multi_asset,
+                                         partitioned_multi_asset,
                                          report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract.activations import encode, loss_inputs
 from extract.corpus import sentences
 from extract.probe_data import token_classes
-from models.activation_clusters.ablation import ablate_clusters, clusters_to_ablate
+from models.activation_clusters.ablation import (ablate_clusters, ablation_tests,
+                                                clusters_to_ablate)
 from models.activation_clusters.clustering import AGGLOMERATIVE, cluster_site
 from models.lm_loss import LossSetup
 from reports.plots import plot_cluster_positions
@@ -63,19 +66,39 @@ def activation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
     yield from write_tables(opened, frames)
 
 
-@partitioned_asset("activation_ablations", STUDY,
-                   ["activation_clusters", "activation_cluster_tokens", "corpus"],
-                   "Zero-ablation of each agglomerative cluster and of its random, random_layer "
-                   "and random_position baselines (several seeded draws each): the loss on the "
-                   "cluster's top-activating tokens in held-out sequences that contain them, "
-                   "without (loss_base) and with (loss_ablated) the ablation; next-token loss for "
-                   "a causal model, masked-LM loss for a masked one.")
-def activation_ablations(context: dg.AssetExecutionContext,
-                         nwh: NwhResource) -> dg.MaterializeResult:
+_ABLATION = {
+    "activation_ablations": "Ablation of each agglomerative cluster and of its random, "
+                            "random_layer and random_position baselines (several seeded draws "
+                            "each): the loss on the cluster's top-activating tokens in held-out "
+                            "sequences that contain them, without (loss_base) and with "
+                            "(loss_ablated) the cluster's neurons set to their mean activation "
+                            "over the train split (ablation: mean, the paper's) or to zero; "
+                            "next-token loss for a causal model, masked-LM loss for a masked one.",
+    "activation_ablation_tests": "Per ablated cluster and baseline kind, the one-sided p-value "
+                                 "that the cluster hurts more than as many random neurons "
+                                 "(Student's prediction test against the baseline's draws); dbt "
+                                 "adjusts them across a configuration's clusters (BH).",
+}
+
+
+def _mean_activations(opened, site: str, n_layers: int, width: int) -> torch.Tensor:
+    """(layers, width) mean activation of every neuron of `site` over the train split."""
+    moments = opened.read("neuron_moments").filter(pl.col("site") == site).sort("layer", "neuron")
+    if moments.height != n_layers * width:
+        raise dg.Failure(f"neuron_moments has {moments.height} {site} neurons, the model "
+                         f"{n_layers} x {width}: re-materialize the activations")
+    return torch.from_numpy(moments["mean"].to_numpy().reshape(n_layers, width))
+
+
+@partitioned_multi_asset(lake_specs(STUDY, _ABLATION, ["activation_clusters",
+                                                      "activation_cluster_tokens", "corpus",
+                                                      "neuron_moments", "checkpoint_fidelity"]))
+def activation_ablations(context: dg.AssetExecutionContext, nwh: NwhResource):
     opened = open_partition(context, nwh)
     cfg = opened.study.activation_clusters
     rows: list[dict] = []
-    if runs(opened.study):
+    usable = runs(opened.study) and loss_usable(opened)
+    if usable:
         bridge = opened.bridge()
         heldout = [encode(bridge.tokenizer, text)[: bridge.cfg.n_ctx]
                    for _, text in sentences(opened.read("corpus"), "heldout")]
@@ -84,14 +107,22 @@ def activation_ablations(context: dg.AssetExecutionContext,
                                      opened.read("activation_cluster_tokens").filter(agglomerative),
                                      cfg.ablation_max_clusters, cfg.seed)
         for (site, *config), clusters in targets.items():
-            lm = LossSetup(**loss_inputs(bridge, site))
-            opened.log(f"ablating {len(clusters)} clusters of {site} {config} "
+            inputs = loss_inputs(bridge, site)
+            fill = (_mean_activations(opened, site, len(inputs["hook_names"]), inputs["width"])
+                    if cfg.ablation == "mean" else None)
+            lm = LossSetup(**inputs, fill=fill)
+            opened.log(f"{cfg.ablation}-ablating {len(clusters)} clusters of {site} {config} "
                        f"({'masked' if lm.masked else 'causal'} LM loss)")
             rows += ablate_clusters(lm, clusters, heldout, cfg.ablation_settings(),
                                     progress=opened.progress("ablation", "clusters", 25))
-    df = pl.DataFrame(rows) if rows else empty("activation_ablations")
-    return next(write_tables(opened, {"activation_ablations": df}, {"activation_ablations": {
-        "ablated_clusters": df.filter(pl.col("baseline") == "cluster").height}}, multi=False))
+    df = (pl.DataFrame(rows).with_columns(pl.lit(cfg.ablation).alias("ablation")) if rows
+          else empty("activation_ablations"))
+    tests = ablation_tests(df)
+    yield from write_tables(opened, {"activation_ablations": df,
+                                     "activation_ablation_tests": tests}, {
+        "activation_ablations": {
+            "ablation": cfg.ablation, "loss_usable": usable,
+            "ablated_clusters": df.filter(pl.col("baseline") == "cluster").height}})
 
 
 assets = [activation_clustering, activation_ablations,

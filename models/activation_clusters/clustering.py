@@ -27,6 +27,8 @@ from scipy.cluster.hierarchy import cut_tree, linkage
 from scipy.sparse import csr_matrix
 from scipy.spatial.distance import pdist
 
+from core.seeds import item_seed
+
 REPRESENTATIONS = ("filter", "tfidf", "smoothed")
 AGGLOMERATIVE, RANDOM = "agglomerative", "random"
 
@@ -260,10 +262,10 @@ def cluster_site(token_means: pl.DataFrame, embeddings: np.ndarray | None,
                  log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:
     """Every clustering of one site: for each representation and K, the agglomerative clusters,
     their refined variant (``settings.refine``), and a random clustering of the same sizes for
-    each. Returns the frames ``activation_clusters``, ``activation_cluster_distances`` and
+    each (seeded by its own representation, K and refined flag, so it does not depend on the
+    other configurations). Returns the frames ``activation_clusters``, ``activation_cluster_distances`` and
     ``activation_cluster_tokens`` (without the site column)."""
     matrix = token_matrix(token_means, settings.min_token_count)
-    rng = np.random.default_rng(settings.seed)
     out: dict[str, list[pl.DataFrame]] = {"activation_clusters": [],
                                           "activation_cluster_distances": [],
                                           "activation_cluster_tokens": []}
@@ -280,7 +282,10 @@ def cluster_site(token_means: pl.DataFrame, embeddings: np.ndarray | None,
             if settings.refine:
                 variants.append((True, [refine(x, c, settings.refine_threshold) for c in clusters]))
             for refined, found in variants:
-                random = random_clusters([len(c) for c in found], len(nonzero), rng)
+                twin_seed = item_seed(settings.seed, {"representation": kind, "k": k,
+                                                      "refined": refined})
+                random = random_clusters([len(c) for c in found], len(nonzero),
+                                         np.random.default_rng(twin_seed))
                 for method, cl in ((AGGLOMERATIVE, found), (RANDOM, [nonzero[r] for r in random])):
                     keys = {"representation": kind, "k": k, "refined": refined, "method": method}
                     frames = _frames_for(x, cl, matrix, settings.top_tokens, keys=keys)

@@ -6,6 +6,7 @@ select
     cast(k as bigint) as k,
     cast(refined as boolean) as refined,
     cast(cluster_id as bigint) as cluster_id,
+    cast(ablation as varchar) as ablation,
     cast(baseline as varchar) as baseline,
     cast(repeat as bigint) as repeat,
     cast(n_neurons as bigint) as n_neurons,

@@ -30,6 +30,8 @@ def test_table_3_has_every_configuration_and_baselines_with_five_draws(built):
     summary = _query(home, "select * from fct_ablation_summary")
     assert set(summary["n_repeats"]) == {5}
     assert summary["random_drop_sd"].is_not_null().all()
+    assert summary["random_p_value"].is_between(0, 1).all()
+    assert (summary["random_q_value"] >= summary["random_p_value"]).all()  # BH never lowers p
 
 
 def test_agglomerative_clusters_are_tighter_than_random_clusters_of_the_same_sizes(built):
@@ -56,9 +58,10 @@ def _checkpoints(study_file):
     return yaml.safe_load(study_file.read_text())["checkpoints"]
 
 
-def test_a_cluster_ablation_equals_zeroing_its_output_weights_in_hugging_face(built):
-    """Zeroing MLP neuron j's post-activation removes exactly row j of c_proj's contribution, so
-    the mart's loss drop is recomputed here from the HF model with those rows set to zero."""
+def test_a_cluster_ablation_equals_moving_its_output_weights_into_the_bias_in_hugging_face(built):
+    """Setting MLP neuron j's post-activation to its train mean m_j replaces row j of c_proj's
+    contribution by the constant m_j c_proj[j], so the mart's loss drop is recomputed here from
+    the HF model with those rows set to zero and m_j c_proj[j] added to c_proj's bias."""
     home, study_file, _ = built
     row = _query(home, """select * from fct_ablation_summary where site = 'mlp'
                           order by representation, k, refined, cluster_id limit 1""").row(0, named=True)
@@ -88,9 +91,15 @@ def test_a_cluster_ablation_equals_zeroing_its_output_weights_in_hugging_face(bu
 
     model = GPT2LMHeadModel.from_pretrained(folder).eval()
     base = loss(model)
+    moments = lake.read_table(home / "lake", "neuron_moments", "tiny", "checkpoint-120")
+    mean = {(r["layer"], r["neuron"]): r["mean"]
+            for r in moments.filter(pl.col("site") == "mlp").iter_rows(named=True)}
+    assert row["ablation"] == "mean"
     with torch.no_grad():
         for layer, neuron in members.iter_rows():
-            model.transformer.h[layer].mlp.c_proj.weight[neuron] = 0
+            proj = model.transformer.h[layer].mlp.c_proj
+            proj.bias += mean[(layer, neuron)] * proj.weight[neuron]
+            proj.weight[neuron] = 0
     drop = 100 * (loss(model) - base) / base
     assert np.isclose(row["loss_base"], base, rtol=1e-4)
     assert np.isclose(row["cluster_drop_pct"], drop, rtol=1e-3, atol=1e-4)

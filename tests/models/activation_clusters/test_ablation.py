@@ -1,15 +1,20 @@
-"""Zero-ablation of neuron sets: the baselines' shapes, the loss against Hugging Face's own loss,
-and a planted neuron whose ablation hurts its token class more than random ablation."""
+"""Ablation of neuron sets: the baselines' shapes, the loss against Hugging Face's own loss, a
+planted neuron whose ablation hurts its token class more than random ablation, mean ablation of
+a constant neuron, and the test of a cluster against its baselines."""
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
+from scipy import stats
 from transformers import AutoModelForMaskedLM, GPT2LMHeadModel
 
 from extract.activations import SITE_MLP, SITE_RESID, encode, load_bridge, loss_inputs
 from extract.checkpoints import find_checkpoints
 from extract.corpus import SEMANTIC_CLASSES, sentences
-from models.activation_clusters.ablation import AblationSettings, ablate_cluster, baseline_neurons
+from models.activation_clusters.ablation import (AblationSettings, ablate_cluster, ablate_clusters,
+                                                ablation_tests,
+                                                baseline_neurons, prediction_p_value)
 from models.lm_loss import NO_NEURONS as EMPTY
 from models.lm_loss import LossSetup, NeuronSet, eval_set, target_losses
 
@@ -111,3 +116,85 @@ def test_ablating_a_planted_class_neuron_hurts_that_class_more_than_random(
     assert planted > 0.05
     assert len(change) == 1 + 3 * 5
     assert all(planted > 3 * abs(v) for k, v in change.items() if k[0] != "cluster")
+
+
+def test_mean_ablation_of_a_constant_neuron_changes_nothing(tiny_checkpoints, tiny_corpus,
+                                                            tmp_path):
+    """A neuron that fires at the same value on every token carries nothing: set to its mean it
+    leaves every loss as it was, while zeroing it does not."""
+    folder = _gpt(tiny_checkpoints)
+    tok = load_bridge(folder).tokenizer
+    months = {encode(tok, " " + w)[1] for w in SEMANTIC_CLASSES["month"][1]}
+    bridge = load_bridge(_plant_class_neuron(folder, tmp_path / "planted", months))
+    seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")]
+    data = eval_set(seqs, months, tok.pad_token_id, 16, causal=True)
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(data.ids, attention_mask=data.real.long(),
+                                         names_filter="blocks.1.mlp.hook_post")
+    constant = cache["blocks.1.mlp.hook_post"][..., 7][data.real]
+    assert torch.allclose(constant, constant[0])  # the planted neuron is constant
+    fill = torch.zeros(2, 64)
+    fill[1, 7] = constant[0]
+    planted = [EMPTY, NeuronSet(np.array([1]), np.array([7]))]
+    base, mean_ablated = target_losses(LossSetup(**loss_inputs(bridge, SITE_MLP), fill=fill),
+                                       data, planted)
+    _, zero_ablated = target_losses(LossSetup(**loss_inputs(bridge, SITE_MLP)), data, planted)
+    assert mean_ablated == pytest.approx(base, rel=1e-6)
+    assert zero_ablated > base * 1.05
+
+
+def test_prediction_p_value_by_hand():
+    # draws 1, 2, 3: mean 2, sd 1; x = 2 + sqrt(4/3) gives t = 1 on 2 degrees of freedom,
+    # whose upper tail is 1/2 - 1/(2 sqrt(3)) (the t_2 CDF is 1/2 + t / (2 sqrt(2 + t^2)))
+    assert prediction_p_value(2 + np.sqrt(4 / 3), [1, 2, 3]) == pytest.approx(
+        0.5 - 0.5 / np.sqrt(3))
+    assert prediction_p_value(2, [1, 2, 3]) == pytest.approx(0.5)
+    assert prediction_p_value(1, [0, 0, 0, 0]) == pytest.approx(1 / 5)  # no spread: rank p-value
+
+
+def test_random_clusters_are_called_significant_at_most_five_percent_of_the_time():
+    """When the 'clusters' are themselves draws of the baseline, the prediction test's p-values
+    are uniform and Benjamini-Hochberg across a configuration's 50 clusters (scipy's, an
+    independent implementation of what dbt computes) calls at most 5 % of configurations
+    anything significant (all nulls true: FDR = family-wise error)."""
+    rng = np.random.default_rng(0)
+    n_configurations, n_clusters = 400, 50
+    p_values = np.array([[prediction_p_value(rng.normal(), rng.normal(size=5))
+                          for _ in range(n_clusters)] for _ in range(n_configurations)])
+    assert abs(p_values.mean() - 0.5) < 0.01  # uniform under H0
+    assert (p_values < 0.05).mean() == pytest.approx(0.05, abs=0.005)
+    q = stats.false_discovery_control(p_values, axis=1)
+    assert (q <= 0.05).mean() <= 0.05  # the share of clusters called significant
+    # the chance that a configuration calls anything: at most 5 % (+ 2.5 binomial sds of 400)
+    assert (q <= 0.05).any(axis=1).mean() <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / n_configurations)
+
+
+def test_ablation_tests_compare_each_cluster_with_each_baseline_on_the_loss():
+    runs = pl.DataFrame({"site": "mlp", "representation": "filter", "k": 50, "refined": False,
+                         "cluster_id": 0, "ablation": "mean",
+                         "baseline": ["cluster", *["random"] * 3, *["random_layer"] * 3,
+                                      *["random_position"] * 3],
+                         "repeat": [0, 0, 1, 2, 0, 1, 2, 0, 1, 2], "n_neurons": 4,
+                         "n_sentences": 3, "n_targets": 5, "loss_base": 2.0,
+                         "loss_ablated": [3.0, 1.0, 2.0, 3.0, 2.9, 3.0, 3.1, 1.0, 1.0, 1.0]})
+    tests = ablation_tests(runs).sort("baseline")
+    assert tests["baseline"].to_list() == ["random", "random_layer", "random_position"]
+    assert tests["n_draws"].to_list() == [3, 3, 3]
+    expected = [prediction_p_value(3.0, [1.0, 2.0, 3.0]), prediction_p_value(3.0, [2.9, 3.0, 3.1]),
+                1 / 4]
+    assert tests["p_value"].to_list() == pytest.approx(expected)
+
+
+def test_a_clusters_baseline_draws_do_not_depend_on_the_other_clusters(tiny_checkpoints,
+                                                                       tiny_corpus):
+    bridge = load_bridge(_gpt(tiny_checkpoints))
+    tok = bridge.tokenizer
+    seqs = [encode(tok, t) for _, t in sentences(tiny_corpus, "heldout")[:40]]
+    tokens = {seqs[0][2], seqs[1][3]}
+    a = ({"cluster_id": 0}, NeuronSet(np.array([0, 1]), np.array([3, 5])), tokens)
+    b = ({"cluster_id": 1}, NeuronSet(np.array([1, 1, 0]), np.array([2, 9, 4])), tokens)
+    lm = LossSetup(**loss_inputs(bridge, SITE_MLP))
+    settings = AblationSettings(repeats=5, max_sentences=8)
+    both = ablate_clusters(lm, [a, b], seqs, settings)
+    alone = ablate_clusters(lm, [b], seqs, settings)
+    assert [r for r in both if r["cluster_id"] == 1] == alone

@@ -152,3 +152,17 @@ def test_tied_distances_still_give_exactly_k_clusters():
     # six mutually orthogonal vectors: every pair at distance 1, all merges at the same height
     labels = agglomerative(np.eye(6), 4)
     assert len(np.unique(labels)) == 4  # maxclust would give one cluster here
+
+
+def test_a_configurations_rows_do_not_depend_on_the_other_configurations():
+    """Random twins are drawn from a stream seeded by their own representation, K and refined
+    flag: dropping K = 2 and the tfidf representation leaves the K = 3 filter rows identical."""
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(12, 8))
+    both = cluster_site(_token_means(r, [10] * 8), None, ActivationClusterSettings(
+        representations=("filter", "tfidf"), ks=(2, 3), min_token_count=1))
+    alone = cluster_site(_token_means(r, [10] * 8), None, ActivationClusterSettings(
+        representations=("filter",), ks=(3,), min_token_count=1))
+    for table, rows in alone.items():
+        kept = both[table].filter(pl.col("representation") == "filter", pl.col("k") == 3)
+        assert kept.sort(rows.columns).equals(rows.sort(rows.columns)), table

@@ -11,18 +11,21 @@ Aids Interpretability*).
   for a block-diagonal matrix whose blocks are the clusters. Higher = more modular.
 * :func:`enmeshment_loss`: 1 - E as a differentiable function of W for fixed clusters, added
   as lambda * L_E to the language-model loss after a warm-up (Sec. 3).
-* :func:`effective_circuit_size`: iterative magnitude pruning of one weight matrix while a loss
-  stays within a tolerance; the fraction of weights left (Sec. 3.2).
+* :func:`effective_circuit_size`: per-class pruning of one weight matrix in the order of the
+  class's attribution |W dL/dW|, bisected to the smallest share kept whose loss stays within a
+  tolerance (Sec. 3.2, where the paper prunes each label's circuit with ACDC).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
+from core.seeds import item_seed
 from models.lm_loss import (NO_NEURONS, EvalSet, LossSetup, NeuronSet, eval_set,
                             target_cross_entropy, target_losses)
 
@@ -89,33 +92,42 @@ def enmeshment_loss(weights: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -
     return 1 - w2[inside].sum() / w2.sum()
 
 
-def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float],
-                           tolerance: float = 0.1, step: float = 0.1) -> tuple[float, float, float]:
-    """Iterative magnitude pruning of `weights` (modified in place and restored): each round
-    zeroes the smallest `step` share of the weights still left; it stops before the round that
-    would raise `loss()` above (1 + tolerance) times the unpruned loss. Returns (fraction of
-    weights left, unpruned loss, loss at that fraction)."""
+def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float], *,
+                           scores: torch.Tensor, tolerance: float = 0.1,
+                           resolution: float = 0.001) -> tuple[float, float, float]:
+    """Prune `weights` (modified in place and restored) in increasing order of `scores` (a
+    class's attribution |W * dL/dW|, so each class prunes in its own order, as the paper's
+    per-label automated pruning does) and find the smallest share of weights kept whose
+    `loss()` stays within (1 + tolerance) times the unpruned loss: bisection over the number of
+    weights kept, to `resolution` of the matrix (or one weight), assuming the loss does not fall
+    as more is removed. Returns (fraction kept, unpruned loss, loss at that fraction)."""
     original = weights.detach().clone()
-    base = loss()
-    kept = torch.ones_like(original, dtype=torch.bool)
-    fraction, last_loss = 1.0, base
+    order = scores.flatten().argsort(descending=True)  # most important first
+    n = order.numel()
+
+    def pruned_loss(n_kept: int) -> float:
+        keep = torch.zeros(n, dtype=torch.bool)
+        keep[order[:n_kept]] = True
+        with torch.no_grad():
+            weights.copy_(original * keep.view_as(original))
+        return loss()
+
     try:
-        while kept.sum() > 1:
-            n_drop = max(1, int(step * int(kept.sum())))
-            magnitude = original.abs().masked_fill(~kept, torch.inf).flatten()
-            trial = kept.clone().flatten()
-            trial[magnitude.topk(n_drop, largest=False).indices] = False
-            trial = trial.view_as(kept)
-            with torch.no_grad():
-                weights.copy_(original * trial)
-            value = loss()
-            if value > (1 + tolerance) * base:
-                break
-            kept, fraction, last_loss = trial, float(trial.float().mean()), value
+        base = loss()
+        limit = (1 + tolerance) * base
+        lo, hi, at_hi = 0, n, base  # loss(hi) within the limit; lo kept: not known to be
+        step = max(1, int(resolution * n))
+        while hi - lo > step:
+            mid = (lo + hi) // 2
+            value = pruned_loss(mid)
+            if value <= limit:
+                hi, at_hi = mid, value
+            else:
+                lo = mid
     finally:
         with torch.no_grad():
             weights.copy_(original)
-    return fraction, base, last_loss
+    return hi / n, base, at_hi
 
 
 def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed: int,
@@ -139,12 +151,13 @@ def gradient_losses(lm: LossSetup, sequences: list[list[int]], batch: int, seed:
 
 def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transposed: bool, *,
                   classes: dict[str, set[int]], sequences: list[list[int]], k: int,
-                  max_sentences: int, tolerance: float, prune_step: float, seed: int,
+                  max_sentences: int, tolerance: float, resolution: float, seed: int,
                   log: Callable[[str], None] = lambda _: None) -> tuple[list[dict], list[dict]]:
     """Cluster ON/OFF (Sec. 3.1) and effective circuit size (Sec. 3.2) for each class's tokens:
     the layer's MLP neurons in `k` BSGC clusters of `weights` (its input matrix, stored
-    d_mlp x d_model when `transposed`); OFF ablates a
-    cluster, ON every other cluster; then magnitude pruning of `weights` within `tolerance`.
+    d_mlp x d_model when `transposed`); OFF ablates a cluster, ON every other cluster; then
+    the class's circuit in `weights` (:func:`effective_circuit_size`, pruned in the order of
+    the class's own attribution) within `tolerance`.
     Returns the rows of ``cluster_class_effect`` and ``effective_circuit_size``."""
     w = weights.detach().double().numpy()
     _, cols = bipartite_spectral_clusters(np.abs(w.T if transposed else w), k, seed)
@@ -164,8 +177,12 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
                      "n_targets": data.n_targets, "loss_base": losses[0],
                      "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
                     for c in range(k)]
+        attribution = weights.detach().abs() * torch.from_numpy(gradient_similarity(
+            weights, [lambda: target_cross_entropy(lm, data)])).to(weights.dtype)
         fraction, base, pruned = effective_circuit_size(
-            weights, lambda: target_losses(lm, data, [NO_NEURONS])[0], tolerance, prune_step)
+            weights, lambda: target_losses(lm, data, [NO_NEURONS])[0],
+            scores=attribution, tolerance=tolerance,
+            resolution=resolution)
         circuits.append({"layer": layer, "semantic_class": cls, "n_weights": weights.numel(),
                          "fraction_left": fraction, "loss_base": base, "loss_pruned": pruned,
                          "tolerance": tolerance})
@@ -174,16 +191,40 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
     return effects, circuits
 
 
+def shuffled_enmeshment(weights: np.ndarray, k: int, *, draws: int,
+                        seed: list[int]) -> tuple[float, float]:
+    """The unstructured baseline of E: mean and sample sd of E over `draws` copies of `weights`
+    with its entries shuffled (the same weight distribution, no structure), each split by BSGC on
+    its own |W| (draw d seeded by `seed` + [d])."""
+    w = np.asarray(weights, dtype=np.float64)
+    values = []
+    for d in range(draws):
+        rng = np.random.default_rng([*seed, d])
+        shuffled = rng.permutation(w.ravel()).reshape(w.shape)
+        u, v = bipartite_spectral_clusters(np.abs(shuffled), k, int(rng.integers(2**31)))
+        values.append(enmeshment(shuffled, u, v))
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if draws > 1 else float("nan")
+
+
 def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | None]],
-                     ks: Iterable[int], seed: int) -> list[dict]:
+                     ks: Iterable[int], seed: int, *, baseline_draws: int = 5) -> list[dict]:
     """The enmeshment sweep: for each (keys, W, similarity) and each k, BSGC (Algorithm 1) on the
-    similarity (None = |W|, the weight similarity) and E of W for those clusters; one row
-    ``{**keys, "k": k, "enmeshment": E}`` each. `matrices` may be a generator, so a layer's
-    gradient similarity is computed only when its turn comes."""
-    rows = []
+    similarity (None = |W|, the weight similarity), E of W for those clusters, and E's shuffled-
+    weight baseline (:func:`shuffled_enmeshment`, seeded by the matrix's keys without the
+    similarity, so both similarities of a matrix share it). `matrices` may be a generator, so a
+    layer's gradient similarity is computed only when its turn comes."""
+    rows, baselines = [], {}
     for keys, w, similarity in matrices:
         for k in ks:
             u, v = bipartite_spectral_clusters(np.abs(w) if similarity is None else similarity,
                                                k, seed)
-            rows.append({**keys, "k": k, "enmeshment": enmeshment(w, u, v)})
+            matrix_keys = {key: value for key, value in keys.items() if key != "similarity"}
+            cache_key = (json.dumps(matrix_keys, sort_keys=True, default=str), k)
+            if cache_key not in baselines:
+                baselines[cache_key] = shuffled_enmeshment(
+                    w, k, draws=baseline_draws, seed=item_seed(seed, matrix_keys, k))
+            mean, sd = baselines[cache_key]
+            rows.append({**keys, "k": k, "enmeshment": enmeshment(w, u, v),
+                         "baseline_enmeshment": mean, "baseline_sd": sd,
+                         "baseline_draws": baseline_draws})
     return rows

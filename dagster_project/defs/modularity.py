@@ -4,6 +4,7 @@ k, cluster ON/OFF and effective circuit size per semantic class for one layer.""
 import dagster as dg
 import polars as pl
 
+from dagster_project.defs.activations import loss_usable
 from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_specs, open_partition,
                                          partitioned_multi_asset, write_tables)
 from dagster_project.resources import NwhResource
@@ -27,35 +28,39 @@ _DESCRIPTIONS = {
                   "matrix (mlp_in: d_model x d_mlp, mlp_out: d_mlp x d_model) split into k "
                   "bipartite clusters by BSGC (Algorithm 1) on the weight similarity |W| and, "
                   "for mlp_in, on the gradient similarity (mean |dL/dW| over held-out batches): "
-                  "the share of squared weight mass inside matched clusters.",
+                  "the share of squared weight mass inside matched clusters; with the mean and sd "
+                  "of E over copies of the matrix with its entries shuffled (the baseline).",
     "cluster_class_effect": "Cluster ON/OFF (Sec. 3.1): for the chosen layer's effect_k MLP "
                             "neuron clusters and each semantic class of the corpus, the loss on "
                             "that class's tokens unablated, with the cluster zero-ablated (OFF) "
                             "and with every other cluster zero-ablated (ON).",
     "effective_circuit_size": "Effective circuit size (Sec. 3.2): per semantic class, the "
-                              "fraction of the chosen layer's MLP input weights left by "
-                              "iterative magnitude pruning while the class's loss stays within "
-                              "the tolerance.",
+                              "smallest share of the chosen layer's MLP input weights that keeps "
+                              "the class's loss within the tolerance, pruning in the order of "
+                              "the class's own attribution |W dL/dW| (bisected to "
+                              "prune_resolution).",
 }
 
 
-def _mlp_matrices(bridge, lm: LossSetup, heldout: list[list[int]], opened: Opened):
+def _mlp_matrices(bridge, lm: LossSetup | None, heldout: list[list[int]], opened: Opened):
     """(keys, W, similarity) of every layer's MLP matrices for the enmeshment sweep: mlp_in by
-    weight and by gradient similarity, mlp_out by weight; gradients computed layer by layer."""
+    weight and by gradient similarity (gradients computed layer by layer; none without a usable
+    loss, `lm` None), mlp_out by weight."""
     cfg = opened.study.modularity
-    batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed)
+    batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed) if lm else []
     for layer in range(bridge.cfg.n_layers):
-        param, transposed = mlp_input_weight(bridge, layer)
-        grads = gradient_similarity(param, batches)
         w_in = bridge.W_in[layer].detach().double().numpy()
         yield {"layer": layer, "matrix": "mlp_in", "similarity": "weight"}, w_in, None
-        yield ({"layer": layer, "matrix": "mlp_in", "similarity": "gradient"}, w_in,
-               grads.T if transposed else grads)
+        if lm:
+            param, transposed = mlp_input_weight(bridge, layer)
+            grads = gradient_similarity(param, batches)
+            yield ({"layer": layer, "matrix": "mlp_in", "similarity": "gradient"}, w_in,
+                   grads.T if transposed else grads)
         yield ({"layer": layer, "matrix": "mlp_out", "similarity": "weight"},
                bridge.W_out[layer].detach().double().numpy(), None)
 
 
-@partitioned_multi_asset(lake_specs(STUDY, _DESCRIPTIONS, ["corpus"]))
+@partitioned_multi_asset(lake_specs(STUDY, _DESCRIPTIONS, ["corpus", "checkpoint_fidelity"]))
 def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
     """BSGC and enmeshment of every MLP layer; ON/OFF and circuit size per class for one layer."""
     opened = open_partition(context, nwh)
@@ -71,16 +76,20 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
         corpus = opened.read("corpus")
         heldout = [encode(bridge.tokenizer, t)[: bridge.cfg.n_ctx]
                    for _, t in sentences(corpus, "heldout")]
-        lm = LossSetup(**loss_inputs(bridge, SITE_MLP))
+        lm = LossSetup(**loss_inputs(bridge, SITE_MLP)) if loss_usable(opened) else None
         frames["enmeshment"] = pl.DataFrame(enmeshment_table(
-            _mlp_matrices(bridge, lm, heldout, opened), cfg.ks, cfg.seed))
-        effects, circuits = class_effects(
-            lm, layer, *mlp_input_weight(bridge, layer),
-            classes=tokens_by_class(token_classes(bridge.tokenizer, corpus)), sequences=heldout,
-            k=cfg.effect_k, max_sentences=cfg.max_sentences, tolerance=cfg.tolerance,
-            prune_step=cfg.prune_step, seed=cfg.seed, log=opened.log)
-        for table, rows in (("cluster_class_effect", effects), ("effective_circuit_size", circuits)):
-            frames[table] = pl.DataFrame(rows, schema=empty(table).schema)
+            _mlp_matrices(bridge, lm, heldout, opened), cfg.ks, cfg.seed,
+            baseline_draws=cfg.baseline_draws))
+        if lm is not None:  # ON/OFF and circuit size measure a loss: never through random weights
+            effects, circuits = class_effects(
+                lm, layer, *mlp_input_weight(bridge, layer),
+                classes=tokens_by_class(token_classes(bridge.tokenizer, corpus)),
+                sequences=heldout, k=cfg.effect_k, max_sentences=cfg.max_sentences,
+                tolerance=cfg.tolerance, resolution=cfg.prune_resolution, seed=cfg.seed,
+                log=opened.log)
+            for table, rows in (("cluster_class_effect", effects),
+                                ("effective_circuit_size", circuits)):
+                frames[table] = pl.DataFrame(rows, schema=empty(table).schema)
     yield from write_tables(opened, frames)
 
 

@@ -15,11 +15,14 @@ main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
 # One process per step, forked from a server that has imported the definitions once (a step still
 # costs ~10 s: Dagster rebuilds the job in it); `nwh run --workers N` sets max_concurrent to N.
 extraction_shards_job = dg.define_asset_job(
-    "extraction_shards_job", selection=dg.AssetSelection.assets([*LAKE, "corpus"], *SHARD_KEYS),
+    "extraction_shards_job",
+    selection=dg.AssetSelection.assets([*LAKE, "corpus"], [*LAKE, "checkpoint_fidelity"],
+                                       *SHARD_KEYS),
     executor_def=dg.multiprocess_executor,
     config={"execution": {"config": {
         "max_concurrent": len(SHARD_KEYS),
         "start_method": {"forkserver": {"preload_modules": ["dagster_project.definitions"]}}}}},
-    description="The corpus and every extraction shard of one checkpoint, shards in parallel "
+    description="The corpus, the checkpoint's fidelity check and every extraction shard of one "
+                "checkpoint, shards in parallel "
                 "processes (the multiprocess executor); then materialize lake/neuron_moments and "
                 "everything downstream of it.")

@@ -2,10 +2,12 @@
 into per-neuron moments, token means and top contexts."""
 
 import dagster as dg
+import polars as pl
 import torch
 
-from dagster_project.defs.shared import (Opened, lake_checks, lake_key, lake_specs,
-                                         open_partition, partitioned_multi_asset, write_tables)
+from dagster_project.defs.shared import (Opened, checkpoint_folder, lake_checks, lake_key,
+                                         lake_specs, open_partition, partitioned_asset,
+                                         partitioned_multi_asset, write_tables)
 from dagster_project.partitions import checkpoints_partitions, extraction_shards
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
@@ -14,6 +16,7 @@ from extract import lake
 from extract.activations import (aggregate_sites, aggregate_tables, merge_shard_states,
                                  sentence_fingerprint, shard_sentences)
 from extract.corpus import sentences
+from extract.fidelity import FIDELITY_TOLERANCE, compare, reference_model
 
 STUDY = "activations"
 N_SHARDS = extraction_shards()
@@ -40,8 +43,52 @@ def _train(opened: Opened) -> list[tuple[int, str]]:
     return sentences(opened.read("corpus"), "train")
 
 
+FIDELITY_SENTENCES = 8  # the fixed batch: the first train sentences
+
+
+@partitioned_asset("checkpoint_fidelity", STUDY, ["corpus"],
+                   "Is the loaded checkpoint the checkpoint? The first train sentences through "
+                   "the TransformerLens bridge and through plain transformers: the largest "
+                   "logit difference (hidden states when the loader had to initialise weights), "
+                   "which a blocking check holds within the tolerance before any model-running "
+                   "step, and the weights the folder lacks (then loss-based steps are skipped).")
+def checkpoint_fidelity(context: dg.AssetExecutionContext,
+                        nwh: NwhResource) -> dg.MaterializeResult:
+    opened = open_partition(context, nwh)
+    folder = checkpoint_folder(opened.study, opened.checkpoint)
+    bridge = opened.bridge()
+    reference, missing = reference_model(folder, bridge,
+                                         opened.study.extraction.trust_pickle_checkpoints)
+    texts = [text for _, text in _train(opened)[:FIDELITY_SENTENCES]]
+    found = compare(bridge, reference, texts, missing)
+    if missing:
+        opened.log(f"{folder} lacks {len(missing)} weights the loader initialised at random "
+                   f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}): no "
+                   "language-model loss will be measured through it (ablation, cluster ON/OFF, "
+                   "circuit size and gradient similarity are skipped)")
+    df = pl.DataFrame([{"compared": found.compared, "max_abs_diff": found.max_abs_diff,
+                        "tolerance": FIDELITY_TOLERANCE, "n_tokens": found.n_tokens,
+                        "n_missing_weights": len(missing), "missing_weights": ", ".join(missing),
+                        "loss_usable": found.loss_usable}])
+    return next(write_tables(opened, {"checkpoint_fidelity": df}, {"checkpoint_fidelity": {
+        "max_abs_diff": found.max_abs_diff, "compared": found.compared,
+        "loss_usable": found.loss_usable}}, multi=False))
+
+
+def loss_usable(opened: Opened) -> bool:
+    """Whether loss-based steps may use this checkpoint (no weights made up by the loader);
+    logs why not."""
+    row = opened.read("checkpoint_fidelity").row(0, named=True)
+    if not row["loss_usable"]:
+        opened.log(f"skipped: the checkpoint lacks {row['n_missing_weights']} weights that the "
+                   f"loader initialised at random ({row['missing_weights'][:200]}), so a "
+                   "language-model loss through it would be measured through random weights")
+    return row["loss_usable"]
+
+
 def _activation_shard(shard: int) -> dg.AssetsDefinition:
-    @dg.asset(key=shard_key(shard), deps=[lake_key("corpus")], partitions_def=checkpoints_partitions,
+    @dg.asset(key=shard_key(shard), deps=[lake_key("corpus"), lake_key("checkpoint_fidelity")],
+              partitions_def=checkpoints_partitions,
               group_name=STUDY, kinds={"python", "parquet"},
               description=f"Shard {shard} of {N_SHARDS} of the train split (every "
                           f"{N_SHARDS}th sentence from sentence {shard}) streamed through the "
@@ -106,7 +153,10 @@ def activation_aggregates(context: dg.AssetExecutionContext, nwh: NwhResource):
 
 
 def expected_rows(opened: Opened, table: str) -> list[dict]:
-    """Top contexts: k per neuron (fewer when a neuron saw fewer tokens)."""
+    """One fidelity row per checkpoint; top contexts: k per neuron (fewer when a neuron saw
+    fewer tokens)."""
+    if table == "checkpoint_fidelity":
+        return [row_count_equals(1)]
     if table != "neuron_top_contexts":
         return []
     moments = opened.read("neuron_moments")
@@ -114,5 +164,6 @@ def expected_rows(opened: Opened, table: str) -> list[dict]:
     return [row_count_equals(moments.height * k)]
 
 
-assets = [*(_activation_shard(shard) for shard in range(N_SHARDS)), activation_aggregates]
+assets = [checkpoint_fidelity, *(_activation_shard(shard) for shard in range(N_SHARDS)),
+          activation_aggregates]
 checks = lake_checks(STUDY, expected_rows)

@@ -39,7 +39,7 @@ def _correlate(opened: Opened, bridge, other, label: str, *, compare):
                    progress=opened.progress(f"correlation with {label}", "passes", 1))
 
 
-@partitioned_asset("neuron_universality", STUDY, ["corpus"],
+@partitioned_asset("neuron_universality", STUDY, ["corpus", "checkpoint_fidelity"],
                    "Universal neurons (Gurnee et al.): for every MLP neuron of the checkpoint "
                    "and every other model (another seed, its newest checkpoint), the best "
                    "Pearson correlation with any of its neurons over the same tokens, which "
@@ -72,7 +72,7 @@ def neuron_universality(context: dg.AssetExecutionContext,
         multi=False))
 
 
-@partitioned_asset("neuron_stability", STUDY, ["corpus"],
+@partitioned_asset("neuron_stability", STUDY, ["corpus", "checkpoint_fidelity"],
                    "Checkpoint dynamics: for every MLP neuron, its activation correlation with "
                    "the same neuron (layer and index) at the previous checkpoint of the run, and "
                    "with its best match there, over the same tokens (streaming, blocked like the "

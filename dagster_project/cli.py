@@ -49,12 +49,10 @@ def train(home: Path, out: Path | None, seed: int, steps: int, *, n_sentences: i
 
 def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1) -> Path:
     from dagster_project.runner import run_study
-    from dagster_project.study import demo_study, load_study
 
-    study = load_study(study_file) if study_file else demo_study(home)
     started = time.time()
-    outcome = run_study(home, study, str(Path(study_file).resolve()) if study_file else "",
-                        checkpoint, workers=workers)
+    outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "", checkpoint,
+                        workers=workers)
     print(f"materialized partition {outcome.partition_key} in {time.time() - started:.0f} s")
     return outcome.warehouse
 

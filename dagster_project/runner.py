@@ -80,10 +80,14 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
             raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
 
 
-def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: str | None = None,
-              *, instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
-    """Materialize the study's graph for one checkpoint, then build and publish the warehouse.
-    With `workers` > 1 the corpus and the extraction shards run first in parallel processes."""
+def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *,
+              instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
+    """Materialize the graph of the study in `study_file` ('' = the demo study) for one
+    checkpoint, then build and publish the warehouse. The file is parsed once, by the resource
+    the assets get. With `workers` > 1 the corpus and the extraction shards run first in
+    parallel processes."""
+    run_resources = resources(str(home), study_file)
+    study = run_resources["nwh"].study()
     name = checkpoint_to_run(study, checkpoint)
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)
@@ -91,9 +95,10 @@ def run_study(home: Path, study: StudyConfig, study_file: str = "", checkpoint: 
     selection = selection_for(study)
     if workers > 1 and study.needs_model:
         extract_in_parallel(home, study_file, key, instance, workers=workers)
-        selection = selection - dg.AssetSelection.assets(["lake", "corpus"], *SHARD_KEYS)
+        selection = selection - dg.AssetSelection.assets(
+            ["lake", "corpus"], ["lake", "checkpoint_fidelity"], *SHARD_KEYS)
     result = dg.materialize([*all_assets, *all_checks], selection=selection, partition_key=key,
-                            resources=resources(str(home), study_file), instance=instance,
+                            resources=run_resources, instance=instance,
                             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                             raise_on_error=True)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -14,7 +14,6 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from dagster_project.runner import run_study  # noqa: E402
-from dagster_project.study import load_study  # noqa: E402
 from extract.corpus import sentences, synthetic_corpus  # noqa: E402
 from training.demo_lm import DemoModelConfig, train_demo_model  # noqa: E402
 
@@ -111,8 +110,7 @@ def tiny_study_file(tmp_path, tiny_checkpoints) -> Path:
 
 def run_tiny_study(home, study_file, checkpoint=None):
     """Materialize a study on an ephemeral Dagster instance."""
-    return run_study(home, load_study(study_file), str(study_file), checkpoint,
-                     instance=dg.DagsterInstance.ephemeral())
+    return run_study(home, str(study_file), checkpoint, instance=dg.DagsterInstance.ephemeral())
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ ablation as (
     select
         model, checkpoint,
         avg(cluster_drop_pct) as cluster_ablation_drop_pct,
-        avg(share_beats_random) as share_clusters_beating_random
+        avg(share_significant_random) as share_clusters_significant
     from {{ ref('fct_ablation_by_configuration') }}
     where site = 'mlp'
     group by model, checkpoint
@@ -70,7 +70,7 @@ select
     probes.probe_accuracy,
     probes.probe_selectivity,
     ablation.cluster_ablation_drop_pct,
-    ablation.share_clusters_beating_random,
+    ablation.share_clusters_significant,
     purity.share_pure_clusters,
     universal.share_universal,
     stability.mean_self_corr,

@@ -11,8 +11,7 @@ from dagster_project.defs.shared import (empty, lake_checks, lake_specs, open_pa
                                          report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
-from extract.activations import encode, loss_inputs
-from extract.corpus import sentences
+from extract.activations import loss_inputs
 from extract.probe_data import token_classes
 from models.activation_clusters.ablation import (ablate_clusters, ablation_tests,
                                                 clusters_to_ablate)
@@ -100,8 +99,7 @@ def activation_ablations(context: dg.AssetExecutionContext, nwh: NwhResource):
     usable = runs(opened.study) and loss_usable(opened)
     if usable:
         bridge = opened.bridge()
-        heldout = [encode(bridge.tokenizer, text)[: bridge.cfg.n_ctx]
-                   for _, text in sentences(opened.read("corpus"), "heldout")]
+        heldout = opened.heldout_ids(bridge)
         agglomerative = pl.col("method") == AGGLOMERATIVE
         targets = clusters_to_ablate(opened.read("activation_clusters").filter(agglomerative),
                                      opened.read("activation_cluster_tokens").filter(agglomerative),

@@ -9,8 +9,7 @@ from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_specs,
                                          partitioned_multi_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
-from extract.activations import SITE_MLP, encode, loss_inputs, mlp_input_weight
-from extract.corpus import sentences
+from extract.activations import SITE_MLP, loss_inputs, mlp_input_weight
 from extract.probe_data import token_classes, tokens_by_class
 from models.lm_loss import LossSetup
 from models.modularity import (class_effects, enmeshment_table, gradient_losses,
@@ -74,8 +73,7 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
             raise dg.Failure(f"modularity.layer {layer} is not a layer of the model (0.."
                              f"{n_layers - 1})")
         corpus = opened.read("corpus")
-        heldout = [encode(bridge.tokenizer, t)[: bridge.cfg.n_ctx]
-                   for _, t in sentences(corpus, "heldout")]
+        heldout = opened.heldout_ids(bridge)
         lm = LossSetup(**loss_inputs(bridge, SITE_MLP)) if loss_usable(opened) else None
         frames["enmeshment"] = pl.DataFrame(enmeshment_table(
             _mlp_matrices(bridge, lm, heldout, opened), cfg.ks, cfg.seed,

@@ -19,8 +19,9 @@ from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from expectations.runner import validate_table
 from extract import lake
-from extract.activations import load_bridge
+from extract.activations import encode, load_bridge
 from extract.checkpoints import CheckpointError, find_checkpoints
+from extract.corpus import sentences
 
 LAKE = ["lake"]
 ExpectedRows = Callable[["Opened", str], list[dict]]
@@ -67,6 +68,12 @@ class Opened:
         """The TransformerLens bridge of a checkpoint of the study (default: this partition's)."""
         return load_bridge(checkpoint_folder(self.study, checkpoint or self.checkpoint),
                            self.study.extraction.trust_pickle_checkpoints)
+
+    def heldout_ids(self, bridge) -> list[list[int]]:
+        """The corpus's held-out sentences as the model's token ids, framed and cut to its
+        context: the evaluation pool of every loss-based step."""
+        return [encode(bridge.tokenizer, text)[: bridge.cfg.n_ctx]
+                for _, text in sentences(self.read("corpus"), "heldout")]
 
     def progress(self, what: str, unit: str = "sentences",
                  every: int = 10) -> Callable[[int, int], None]:

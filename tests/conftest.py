@@ -61,6 +61,9 @@ def write_study(folder: Path, checkpoints: Path | None, **overrides) -> Path:
                        "seed": 0},
         "activation_clusters": {"ks": [4, 8], "min_token_count": 3, "ablation_max_sentences": 8,
                                 "ablation_max_clusters": 3},
+        # the tiny model's raw layer outputs need a larger step than the paper's 0.001 to be
+        # fitted in 10 epochs of this small corpus
+        "probing": {"learning_rate": 0.01},
     }
     study.update(overrides)
     path = folder / "study.yaml"

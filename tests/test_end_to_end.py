@@ -106,7 +106,9 @@ def test_variance_summary_matches_numpy(built):
     clusters = _query(home, "select * from stg_explanation_clusters "
                             "where method = 'kmeans' and filter_percentile = 0")
     groups = [g["layer"].to_numpy() for _, g in clusters.group_by("cluster_id")]
-    variances, sizes = [np.var(g) for g in groups], [len(g) for g in groups]
+    # the sample variance (ddof 1, the paper's code); a cluster of one neuron has none
+    variances = [np.var(g, ddof=1) for g in groups if len(g) > 1]
+    sizes = [len(g) for g in groups if len(g) > 1]
     summary = _query(home, "select * from fct_cluster_variance_summary "
                            "where method = 'kmeans' and filter_percentile = 0")
     assert summary["mean_variance"][0] == pytest.approx(np.mean(variances))

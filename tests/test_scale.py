@@ -45,7 +45,8 @@ def test_shards_in_two_processes_merge_to_the_unsharded_tables(tmp_path, tiny_ch
     runs = instance.get_runs()
     step_pids = {e.dagster_event.pid for e in instance.all_logs(runs[0].run_id)
                  if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
-    assert len(step_pids) == 2 + N_SHARDS  # corpus, its check and each shard: a process each
+    # the corpus, the checkpoint's fidelity gate, their checks and each shard: a process each
+    assert len(step_pids) == 4 + N_SHARDS
     dg.materialize([*all_assets, *all_checks],
                    selection=dg.AssetSelection.assets(["lake", "neuron_moments"])
                    .required_multi_asset_neighbors(), partition_key=key, resources=resources(str(home), str(study_file)),

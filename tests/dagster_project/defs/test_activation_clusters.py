@@ -31,7 +31,8 @@ def test_table_3_has_every_configuration_and_baselines_with_five_draws(built):
     assert set(summary["n_repeats"]) == {5}
     assert summary["random_drop_sd"].is_not_null().all()
     assert summary["random_p_value"].is_between(0, 1).all()
-    assert (summary["random_q_value"] >= summary["random_p_value"]).all()  # BH never lowers p
+    # BH never lowers a p-value (up to the rounding of p m / m)
+    assert (summary["random_q_value"] >= summary["random_p_value"] - 1e-12).all()
 
 
 def test_agglomerative_clusters_are_tighter_than_random_clusters_of_the_same_sizes(built):

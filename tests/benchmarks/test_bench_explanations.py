@@ -47,14 +47,13 @@ def _words() -> list[str]:
     return [w for w in vocab if w.isalpha() and w.isascii() and len(w) >= 4]
 
 
-def generate_dataset(root: Path, n_layers: int, n_neurons: int, seed: int = 0) -> None:
-    """Explanations whose template and words drift with the layer (so clusters carry some layer
-    signal), scores whose median falls with depth as in the public data (Fig. 1 of the paper)."""
+def generated_explanations(n_layers: int, n_neurons: int, seed: int = 0):
+    """(layer, neuron, text, score): explanations whose template and words drift with the layer
+    (so clusters carry some layer signal), scores whose median falls with depth as in the public
+    data (Fig. 1 of the paper)."""
     rng = np.random.default_rng(seed)
     words = _words()
     for layer in range(n_layers):
-        folder = root / str(layer)
-        folder.mkdir(parents=True)
         depth = layer / max(1, n_layers - 1)
         centre = int(depth * (len(words) - 2000))
         for neuron in range(n_neurons):
@@ -63,7 +62,15 @@ def generate_dataset(root: Path, n_layers: int, n_neurons: int, seed: int = 0) -
             a, b = rng.integers(centre, centre + 2000, size=2)
             text = template.format(words[a], words[b])
             score = None if rng.uniform() < 0.001 else float(rng.normal(0.4 - 0.25 * depth, 0.15))
-            (folder / f"{neuron}.jsonl").write_text(neuron_record(layer, neuron, text, score))
+            yield layer, neuron, text, score
+
+
+def generate_dataset(root: Path, n_layers: int, n_neurons: int, seed: int = 0) -> None:
+    """The OpenAI layout of :func:`generated_explanations`: {layer}/{neuron}.jsonl."""
+    for layer, neuron, text, score in generated_explanations(n_layers, n_neurons, seed):
+        folder = root / str(layer)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{neuron}.jsonl").write_text(neuron_record(layer, neuron, text, score))
 
 
 class PeakSampler:

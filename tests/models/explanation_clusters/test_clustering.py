@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from models.explanation_clusters.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
+                               dbscan_exact,
                                dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
                                null_layer_counts, percentile_filter, random_labels, reassign_noise,
                                unique_rows)
@@ -214,3 +215,19 @@ def test_hdbscan_on_umap_recovers_topics_and_is_seeded():
     clustered = labels >= 0
     assert clustered.mean() > 0.9 and adjusted_rand_score(truth[clustered], labels[clustered]) > 0.9
     assert (method_labels("hdbscan", x, 3, settings) == labels).all()
+
+
+@pytest.mark.parametrize("eps, min_samples", [(0.05, 5), (0.2, 3), (0.5, 10)])
+def test_blocked_exact_dbscan_equals_scikit_learns(eps, min_samples):
+    """The blocked DBSCAN (the reference for the sampled one at scale) gives scikit-learn's
+    clusters and noise exactly (ARI 1), in blocks far smaller than the data."""
+    from sklearn.cluster import DBSCAN
+
+    x, _ = _blobs(50, n_blobs=4, dim=12, spread=0.08, seed=2)
+    noise = np.random.default_rng(3).normal(size=(20, 12)).astype(np.float32)
+    x = np.concatenate([x, noise / np.linalg.norm(noise, axis=1, keepdims=True)])
+    ours = dbscan_exact(x, eps, min_samples, block=17)
+    theirs = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(x).labels_
+    assert ((ours == -1) == (theirs == -1)).all()
+    clustered = theirs >= 0
+    assert adjusted_rand_score(theirs[clustered], ours[clustered]) == pytest.approx(1.0)

@@ -231,3 +231,18 @@ def test_blocked_exact_dbscan_equals_scikit_learns(eps, min_samples):
     assert ((ours == -1) == (theirs == -1)).all()
     clustered = theirs >= 0
     assert adjusted_rand_score(theirs[clustered], ours[clustered]) == pytest.approx(1.0)
+
+
+def test_dbscan_is_exact_by_default_and_sampled_on_request():
+    x, truth = _blobs(40, n_blobs=3, dim=10, spread=0.05)
+    exact = ClusteringSettings(["dbscan"], dbscan_eps=0.05, dbscan_min_samples=5,
+                               dbscan_noise="keep")
+    sampled = replace(exact, dbscan_fit="sampled", max_fit_neurons=60)
+    assert exact.dbscan_fit == "exact"
+    labels = method_labels("dbscan", x, 3, exact)
+    assert adjusted_rand_score(truth, labels) == pytest.approx(1.0)
+    np.testing.assert_array_equal(labels, dbscan_exact(x, 0.05, 5))
+    # fitted on 60 of 120 with min_samples scaled to 2: still the three blobs here
+    assert adjusted_rand_score(truth, method_labels("dbscan", x, 3, sampled)) > 0.9
+    with pytest.raises(ValueError, match="dbscan_fit"):
+        ClusteringSettings(dbscan_fit="approximate")

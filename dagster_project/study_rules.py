@@ -9,7 +9,6 @@ from pydantic import BaseModel, ValidationError
 from extract.activations import SITE_MLP, SITES
 from extract.lake import LakeError, safe_name
 from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
-from models.explanation_clusters.clustering import NOISE_CHOICES
 
 
 class StudyConfigError(ValueError):
@@ -131,8 +130,6 @@ def _check_clustering(c) -> None:
     bad = [p for p in c.filter_percentiles if not 0 <= p < 100]
     if bad:
         raise StudyConfigError(f"study config: clustering.filter_percentiles {bad} not in [0, 100)")
-    _choose("clustering.dbscan_noise", c.dbscan_noise, NOISE_CHOICES)
-    _choose("clustering.hdbscan_noise", c.hdbscan_noise, NOISE_CHOICES)
     try:
         c.settings()
     except ValueError as e:

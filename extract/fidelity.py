@@ -40,6 +40,14 @@ class Fidelity:
         """Whether a language-model loss through this checkpoint uses only its own weights."""
         return not self.missing_weights
 
+    def row(self) -> dict:
+        """The ``checkpoint_fidelity`` lake row."""
+        return {"compared": self.compared, "max_abs_diff": self.max_abs_diff,
+                "tolerance": FIDELITY_TOLERANCE, "n_tokens": self.n_tokens,
+                "n_missing_weights": len(self.missing_weights),
+                "missing_weights": ", ".join(self.missing_weights),
+                "loss_usable": self.loss_usable}
+
 
 def reference_model(path: str | Path, bridge, trust_pickle: bool = False):
     """The checkpoint as plain transformers loads it (the class the bridge booted), in eval mode,

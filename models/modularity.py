@@ -18,7 +18,6 @@ Aids Interpretability*).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -219,11 +218,11 @@ def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | Non
             u, v = bipartite_spectral_clusters(np.abs(w) if similarity is None else similarity,
                                                k, seed)
             matrix_keys = {key: value for key, value in keys.items() if key != "similarity"}
-            cache_key = (json.dumps(matrix_keys, sort_keys=True, default=str), k)
-            if cache_key not in baselines:
-                baselines[cache_key] = shuffled_enmeshment(
-                    w, k, draws=baseline_draws, seed=item_seed(seed, matrix_keys, k))
-            mean, sd = baselines[cache_key]
+            baseline_seed = item_seed(seed, matrix_keys, k)  # also the matrix and k's cache key
+            if tuple(baseline_seed) not in baselines:
+                baselines[tuple(baseline_seed)] = shuffled_enmeshment(
+                    w, k, draws=baseline_draws, seed=baseline_seed)
+            mean, sd = baselines[tuple(baseline_seed)]
             rows.append({**keys, "k": k, "enmeshment": enmeshment(w, u, v),
                          "baseline_enmeshment": mean, "baseline_sd": sd,
                          "baseline_draws": baseline_draws})

@@ -80,13 +80,19 @@ _ABLATION = {
 }
 
 
-def _mean_activations(opened, site: str, n_layers: int, width: int) -> torch.Tensor:
-    """(layers, width) mean activation of every neuron of `site` over the train split."""
-    moments = opened.read("neuron_moments").filter(pl.col("site") == site).sort("layer", "neuron")
-    if moments.height != n_layers * width:
-        raise dg.Failure(f"neuron_moments has {moments.height} {site} neurons, the model "
+def _loss_setup(bridge, site: str, moments: pl.DataFrame | None) -> LossSetup:
+    """The LM loss with `site` ablated; an ablated neuron takes its train mean from `moments`
+    (``neuron_moments``), or zero when `moments` is None."""
+    inputs = loss_inputs(bridge, site)
+    if moments is None:
+        return LossSetup(**inputs)
+    n_layers, width = len(inputs["hook_names"]), inputs["width"]
+    means = moments.filter(pl.col("site") == site).sort("layer", "neuron")
+    if means.height != n_layers * width:
+        raise dg.Failure(f"neuron_moments has {means.height} {site} neurons, the model "
                          f"{n_layers} x {width}: re-materialize the activations")
-    return torch.from_numpy(moments["mean"].to_numpy().reshape(n_layers, width))
+    return LossSetup(**inputs, fill=torch.from_numpy(
+        means["mean"].to_numpy().reshape(n_layers, width)))
 
 
 @partitioned_multi_asset(lake_specs(STUDY, _ABLATION, ["activation_clusters",
@@ -104,11 +110,12 @@ def activation_ablations(context: dg.AssetExecutionContext, nwh: NwhResource):
         targets = clusters_to_ablate(opened.read("activation_clusters").filter(agglomerative),
                                      opened.read("activation_cluster_tokens").filter(agglomerative),
                                      cfg.ablation_max_clusters, cfg.seed)
+        moments = opened.read("neuron_moments") if cfg.ablation == "mean" else None
+        setups: dict[str, LossSetup] = {}  # one per site, read and built once
         for (site, *config), clusters in targets.items():
-            inputs = loss_inputs(bridge, site)
-            fill = (_mean_activations(opened, site, len(inputs["hook_names"]), inputs["width"])
-                    if cfg.ablation == "mean" else None)
-            lm = LossSetup(**inputs, fill=fill)
+            if site not in setups:
+                setups[site] = _loss_setup(bridge, site, moments)
+            lm = setups[site]
             opened.log(f"{cfg.ablation}-ablating {len(clusters)} clusters of {site} {config} "
                        f"({'masked' if lm.masked else 'causal'} LM loss)")
             rows += ablate_clusters(lm, clusters, heldout, cfg.ablation_settings(),

@@ -16,7 +16,7 @@ from extract import lake
 from extract.activations import (aggregate_sites, aggregate_tables, merge_shard_states,
                                  sentence_fingerprint, shard_sentences)
 from extract.corpus import sentences
-from extract.fidelity import FIDELITY_TOLERANCE, compare, reference_model
+from extract.fidelity import compare, reference_model
 
 STUDY = "activations"
 N_SHARDS = extraction_shards()
@@ -66,11 +66,7 @@ def checkpoint_fidelity(context: dg.AssetExecutionContext,
                    f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}): no "
                    "language-model loss will be measured through it (ablation, cluster ON/OFF, "
                    "circuit size and gradient similarity are skipped)")
-    df = pl.DataFrame([{"compared": found.compared, "max_abs_diff": found.max_abs_diff,
-                        "tolerance": FIDELITY_TOLERANCE, "n_tokens": found.n_tokens,
-                        "n_missing_weights": len(missing), "missing_weights": ", ".join(missing),
-                        "loss_usable": found.loss_usable}])
-    return next(write_tables(opened, {"checkpoint_fidelity": df}, {"checkpoint_fidelity": {
+    return next(write_tables(opened, {"checkpoint_fidelity": pl.DataFrame([found.row()])}, {"checkpoint_fidelity": {
         "max_abs_diff": found.max_abs_diff, "compared": found.compared,
         "loss_usable": found.loss_usable}}, multi=False))
 

@@ -155,6 +155,10 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
             "enmeshment": pl.Float64, "baseline_enmeshment": pl.Float64,
             "baseline_sd": pl.Float64, "baseline_draws": pl.Int64,
         },
+        "spectral_modules": {
+            "layer": pl.Int64, "matrix": pl.Utf8, "similarity": pl.Utf8, "k": pl.Int64,
+            "neuron": pl.Int64, "module": pl.Int64,
+        },
         "cluster_class_effect": {
             "layer": pl.Int64, "k": pl.Int64, "cluster_id": pl.Int64, "semantic_class": pl.Utf8,
             "n_neurons": pl.Int64, "n_sentences": pl.Int64, "n_targets": pl.Int64,
@@ -164,6 +168,13 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
             "layer": pl.Int64, "semantic_class": pl.Utf8, "n_weights": pl.Int64,
             "fraction_left": pl.Float64, "loss_base": pl.Float64, "loss_pruned": pl.Float64,
             "tolerance": pl.Float64,
+        },
+    },
+    "neuron_profile": {
+        "study_agreement": {
+            "relation": pl.Utf8, "config_a": pl.Utf8, "config_b": pl.Utf8, "layer": pl.Int64,
+            "n_neurons": pl.Int64, "ami": pl.Float64, "null_mean": pl.Float64,
+            "null_sd": pl.Float64, "p_value": pl.Float64, "permutations": pl.Int64,
         },
     },
 }

@@ -60,10 +60,16 @@ def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1) -
 def demo(home: Path) -> None:
     from extract.checkpoints import CheckpointError, find_checkpoints
 
-    try:
-        find_checkpoints(home / "checkpoints" / "demo")
-    except CheckpointError:
-        train(home, None, seed=0, steps=600, n_sentences=4000)
+    from dagster_project.study import DEMO_EXTRA_SEEDS, demo_seed_folder
+
+    folders = {0: home / "checkpoints" / "demo"} | {
+        seed: demo_seed_folder(home, seed) for seed in DEMO_EXTRA_SEEDS}
+    for seed, folder in folders.items():  # the other seeds save their final checkpoint only
+        try:
+            find_checkpoints(folder)
+        except CheckpointError:
+            train(home, folder, seed=seed, steps=600, n_sentences=4000,
+                  save_every=None if seed == 0 else 600)
     from dagster_project.example_queries import EXAMPLE_QUERIES
 
     warehouse = run(home, "", None)

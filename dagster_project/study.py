@@ -170,6 +170,14 @@ class ModularityConfig(_Section):
     seed: int = 0
 
 
+class AgreementConfig(_Section):
+    """Cross-study agreement (the neuron profile): AMI of two studies' partitions of the same
+    neurons against a permutation null."""
+
+    permutations: int = Field(199, ge=19)  # shuffles per pair; the smallest p is 1/(1 + this)
+    seed: int = 0
+
+
 class StudyConfig(_Section):
     model: str
     checkpoints: str | None = None
@@ -183,6 +191,7 @@ class StudyConfig(_Section):
     activation_clusters: ActivationClustersConfig = ActivationClustersConfig()
     universality: UniversalityConfig = UniversalityConfig()
     modularity: ModularityConfig = ModularityConfig()
+    agreement: AgreementConfig = AgreementConfig()
 
     @property
     def needs_model(self) -> bool:  # false for explanations from a table or the OpenAI layout
@@ -241,9 +250,21 @@ def load_study(path: str | Path) -> StudyConfig:
     return parse_study(data, file.resolve().parent)
 
 
+DEMO_EXTRA_SEEDS = (1, 2)  # the demo's other models for universality (Gurnee et al. use 5 seeds)
+
+
+def demo_seed_folder(home: Path, seed: int) -> Path:
+    """Where `nwh demo` trains the demo model from another seed."""
+    return Path(home) / "checkpoints" / f"demo-seed{seed}"
+
+
 def demo_study(home: Path) -> StudyConfig:
-    """The embedded default: the demo GPT-2 on the synthetic corpus with the local explainer.
+    """The embedded default: the demo GPT-2 on the synthetic corpus with the local explainer,
+    compared for universality with the demo models of the other seeds that have been trained.
     Every activation clustering is built, and a seeded sample of 10 clusters of each is ablated
     (all 3,000 take about 13 minutes on 2 cores)."""
+    others = [str(f) for seed in DEMO_EXTRA_SEEDS
+              if (f := demo_seed_folder(home, seed)).is_dir() and any(f.glob("checkpoint-*"))]
     return parse_study({"model": "demo", "checkpoints": str(Path(home) / "checkpoints" / "demo"),
-                        "activation_clusters": {"ablation_max_clusters": 10}}, Path(home))
+                        "activation_clusters": {"ablation_max_clusters": 10},
+                        "universality": {"other_models": others}}, Path(home))

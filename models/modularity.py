@@ -205,15 +205,19 @@ def shuffled_enmeshment(weights: np.ndarray, k: int, *, draws: int,
     return float(np.mean(values)), float(np.std(values, ddof=1)) if draws > 1 else float("nan")
 
 
-def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | None]],
-                     ks: Iterable[int], seed: int, *, baseline_draws: int = 5) -> list[dict]:
-    """The enmeshment sweep: for each (keys, W, similarity) and each k, BSGC (Algorithm 1) on the
-    similarity (None = |W|, the weight similarity), E of W for those clusters, and E's shuffled-
-    weight baseline (:func:`shuffled_enmeshment`, seeded by the matrix's keys without the
-    similarity, so both similarities of a matrix share it). `matrices` may be a generator, so a
-    layer's gradient similarity is computed only when its turn comes."""
-    rows, baselines = [], {}
-    for keys, w, similarity in matrices:
+def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | None, int]],
+                     ks: Iterable[int], seed: int, *, baseline_draws: int = 5
+                     ) -> tuple[list[dict], list[dict]]:
+    """The enmeshment sweep: for each (keys, W, similarity, neuron_axis) and each k, BSGC
+    (Algorithm 1) on the similarity (None = |W|, the weight similarity), E of W for those clusters,
+    and E's shuffled-weight baseline (:func:`shuffled_enmeshment`, seeded by the matrix's keys
+    without the similarity, so both similarities of a matrix share it). Returns the E rows and the
+    module rows: each neuron's cluster (the labels of W's axis `neuron_axis`: 1 for a d_model x
+    d_mlp input matrix, 0 for an output matrix). `matrices` may be a generator, so a layer's
+    gradient similarity is computed only when its turn comes."""
+    rows, modules, baselines = [], [], {}
+    ks = list(ks)
+    for keys, w, similarity, neuron_axis in matrices:
         for k in ks:
             u, v = bipartite_spectral_clusters(np.abs(w) if similarity is None else similarity,
                                                k, seed)
@@ -226,4 +230,6 @@ def enmeshment_table(matrices: Iterable[tuple[dict, np.ndarray, np.ndarray | Non
             rows.append({**keys, "k": k, "enmeshment": enmeshment(w, u, v),
                          "baseline_enmeshment": mean, "baseline_sd": sd,
                          "baseline_draws": baseline_draws})
-    return rows
+            modules.extend({**keys, "k": k, "neuron": neuron, "module": int(module)}
+                           for neuron, module in enumerate(v if neuron_axis == 1 else u))
+    return rows, modules

@@ -29,6 +29,10 @@ _DESCRIPTIONS = {
                   "for mlp_in, on the gradient similarity (mean |dL/dW| over held-out batches): "
                   "the share of squared weight mass inside matched clusters; with the mean and sd "
                   "of E over copies of the matrix with its entries shuffled (the baseline).",
+    "spectral_modules": "The BSGC clusters of the enmeshment sweep as neuron modules: for every "
+                        "MLP matrix, similarity and k, the cluster of each MLP neuron (a column "
+                        "of mlp_in, a row of mlp_out), the co-cluster it shares with its "
+                        "d_model inputs or outputs.",
     "cluster_class_effect": "Cluster ON/OFF (Sec. 3.1): for the chosen layer's effect_k MLP "
                             "neuron clusters and each semantic class of the corpus, the loss on "
                             "that class's tokens unablated, with the cluster zero-ablated (OFF) "
@@ -42,21 +46,21 @@ _DESCRIPTIONS = {
 
 
 def _mlp_matrices(bridge, lm: LossSetup | None, heldout: list[list[int]], opened: Opened):
-    """(keys, W, similarity) of every layer's MLP matrices for the enmeshment sweep: mlp_in by
+    """(keys, W, similarity, neuron axis) of every layer's MLP matrices for the enmeshment sweep: mlp_in by
     weight and by gradient similarity (gradients computed layer by layer; none without a usable
     loss, `lm` None), mlp_out by weight."""
     cfg = opened.study.modularity
     batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed) if lm else []
     for layer in range(bridge.cfg.n_layers):
         w_in = bridge.W_in[layer].detach().double().numpy()
-        yield {"layer": layer, "matrix": "mlp_in", "similarity": "weight"}, w_in, None
+        yield {"layer": layer, "matrix": "mlp_in", "similarity": "weight"}, w_in, None, 1
         if lm:
             param, transposed = mlp_input_weight(bridge, layer)
             grads = gradient_similarity(param, batches)
             yield ({"layer": layer, "matrix": "mlp_in", "similarity": "gradient"}, w_in,
-                   grads.T if transposed else grads)
+                   grads.T if transposed else grads, 1)
         yield ({"layer": layer, "matrix": "mlp_out", "similarity": "weight"},
-               bridge.W_out[layer].detach().double().numpy(), None)
+               bridge.W_out[layer].detach().double().numpy(), None, 0)
 
 
 @partitioned_multi_asset(lake_specs(STUDY, _DESCRIPTIONS, ["corpus", "checkpoint_fidelity"]))
@@ -75,9 +79,10 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
         corpus = opened.read("corpus")
         heldout = opened.heldout_ids(bridge)
         lm = LossSetup(**loss_inputs(bridge, SITE_MLP)) if loss_usable(opened) else None
-        frames["enmeshment"] = pl.DataFrame(enmeshment_table(
-            _mlp_matrices(bridge, lm, heldout, opened), cfg.ks, cfg.seed,
-            baseline_draws=cfg.baseline_draws))
+        rows, modules = enmeshment_table(_mlp_matrices(bridge, lm, heldout, opened), cfg.ks,
+                                         cfg.seed, baseline_draws=cfg.baseline_draws)
+        frames["enmeshment"] = pl.DataFrame(rows, schema=empty("enmeshment").schema)
+        frames["spectral_modules"] = pl.DataFrame(modules, schema=empty("spectral_modules").schema)
         if lm is not None:  # ON/OFF and circuit size measure a loss: never through random weights
             effects, circuits = class_effects(
                 lm, layer, *mlp_input_weight(bridge, layer),

@@ -135,9 +135,13 @@ def test_an_unstructured_matrix_sits_on_its_shuffled_baseline_and_a_modular_one_
     assert mean > 0.55 and abs(enmeshment(gaussian, u, v) - mean) < 4 * sd
     rows_true, cols_true = np.repeat([0, 1], [32, 32]), np.repeat([0, 1], [64, 64])
     blocks = rng.normal(0, 0.05, size=(64, 128)) + 2.0 * _block(rows_true, cols_true)
-    [row] = enmeshment_table([({"layer": 0, "matrix": "mlp_in", "similarity": "weight"},
-                               blocks, None)], [2], seed=0, baseline_draws=4)
+    [row], modules = enmeshment_table([({"layer": 0, "matrix": "mlp_in", "similarity": "weight"},
+                                        blocks, None, 1)], [2], seed=0, baseline_draws=4)
     assert row["enmeshment"] > 0.99 and row["enmeshment"] - row["baseline_enmeshment"] > 0.3
+    # each neuron (a column of the input matrix) is in its planted block's module
+    labels = [m["module"] for m in modules]
+    assert [m["neuron"] for m in modules] == list(range(128))
+    assert adjusted_rand_score(cols_true, labels) == 1.0
 
 
 def test_a_matrix_baseline_does_not_depend_on_what_else_is_swept():
@@ -146,10 +150,11 @@ def test_a_matrix_baseline_does_not_depend_on_what_else_is_swept():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(16, 24)), rng.normal(size=(16, 24))
     key_b = {"layer": 1, "matrix": "mlp_in"}
-    alone = enmeshment_table([({**key_b, "similarity": "weight"}, b, None)], [2, 3], seed=0)
-    after = enmeshment_table([({"layer": 0, "matrix": "mlp_in", "similarity": "weight"}, a, None),
-                              ({**key_b, "similarity": "weight"}, b, None),
-                              ({**key_b, "similarity": "gradient"}, b, np.abs(b) + 1)],
-                             [2, 3], seed=0)
+    alone, _ = enmeshment_table([({**key_b, "similarity": "weight"}, b, None, 1)], [2, 3],
+                                seed=0)
+    after, _ = enmeshment_table(
+        [({"layer": 0, "matrix": "mlp_in", "similarity": "weight"}, a, None, 1),
+         ({**key_b, "similarity": "weight"}, b, None, 1),
+         ({**key_b, "similarity": "gradient"}, b, np.abs(b) + 1, 1)], [2, 3], seed=0)
     assert [r["baseline_enmeshment"] for r in after[2:4]] == [r["baseline_enmeshment"] for r in alone]
     assert after[4]["baseline_enmeshment"] == after[2]["baseline_enmeshment"]

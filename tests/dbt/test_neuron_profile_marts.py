@@ -1,0 +1,142 @@
+"""The cross-study marts built by dbt on a lake with planted relations, checked against scipy."""
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from extract import lake
+from tests.dbt.test_explanation_cluster_marts import _build
+
+N = 200  # MLP neurons of layer 0
+
+
+def _write(lake_dir, table: str, columns: dict, checkpoint: str | None = "c") -> None:
+    """Write `columns` as lake table `table`, the schema's other columns null."""
+    n = max(len(v) for v in columns.values() if isinstance(v, (list, np.ndarray)))
+    full = {c: columns.get(c, [None] * n) for c in lake.SCHEMAS[table]}
+    lake.write_table(lake_dir, table, pl.DataFrame(full, strict=False), "m", checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    """Planted: the top set of task pos is ranks 1..40 (20 % of 200); 20 of them and 10 of the
+    other 160 neurons are universal (odds ratio 20 x 150 / (10 x 20) = 15); the explanation score
+    falls with sparsity, with ties; two AMI rows with p-values 0.01 and 0.5."""
+    tmp = tmp_path_factory.mktemp("profile")
+    lake_dir, rng = tmp / "lake", np.random.default_rng(0)
+    neurons = np.arange(N)
+    rank = rng.permutation(N) + 1
+    top = rank <= 40
+    universal = np.zeros(N, bool)
+    universal[np.flatnonzero(top)[:20]] = True
+    universal[np.flatnonzero(~top)[:10]] = True
+    _write(lake_dir, "neuron_universality", {
+        "site": ["mlp"] * N, "layer": [0] * N, "neuron": neurons, "other_model": ["s1"] * N,
+        "n_tokens": [500] * N, "best_corr": np.where(universal, 0.9, 0.2),
+        "baseline_corr": [0.1] * N, "threshold": [0.5] * N})
+    _write(lake_dir, "probe_tasks", {
+        "site": ["mlp"], "task": ["pos"], "n_labels": [3], "n_neurons": [N], "top_percent": [20.0],
+        "minimal_n_neurons": [10], "minimal_mass_threshold": [0.5]})
+    _write(lake_dir, "probe_neuron_ranking", {
+        "site": ["mlp"] * N, "task": ["pos"] * N, "layer": [0] * N, "neuron": neurons,
+        "rank": rank})
+    _write(lake_dir, "probe_label_ranking", {
+        "site": ["mlp", "mlp"], "task": ["pos", "pos"], "label": ["NOUN", "VERB"],
+        "layer": [0, 0], "neuron": [int(np.argmin(rank))] * 2, "mass_before": [0.0, 0.7]})
+    frac_positive = rng.integers(1, 20, N) / 20  # ties on purpose
+    kurtosis = rng.gamma(2.0, 2.0, N)
+    score = 0.5 * frac_positive + rng.normal(0, 0.1, N)
+    _write(lake_dir, "neuron_moments", {
+        "site": ["mlp"] * N + ["resid"], "layer": [0] * (N + 1), "neuron": [*neurons, 0],
+        "n_tokens": [500] * (N + 1), "mean": [0.0] * (N + 1), "std": [1.0] * (N + 1),
+        "skew": [0.0] * (N + 1), "kurtosis": [*kurtosis, 3.0],
+        "frac_positive": [*frac_positive, 0.5], "max": [1.0] * (N + 1)})
+    _write(lake_dir, "explanations", {"layer": [0] * N, "neuron": neurons,
+                                      "explanation": [f"e{i}" for i in neurons], "score": score})
+    _write(lake_dir, "neuron_token_means", {
+        "site": ["mlp"] * 7, "layer": [0] * 7, "neuron": [3] * 7, "token_id": list(range(7)),
+        "token": list("abcdefg"), "token_count": [5] * 7,
+        "mean_activation": [0.1, 0.7, 0.3, 0.9, 0.2, 0.7, 0.05]})
+    _write(lake_dir, "study_agreement", {
+        "relation": ["explanation_vs_activation_clusters"] * 2, "config_a": ["x", "y"],
+        "config_b": ["z", "z"], "layer": [None, None], "n_neurons": [N, N], "ami": [0.4, 0.0],
+        "null_mean": [0.0, 0.0], "null_sd": [0.01, 0.01], "p_value": [0.01, 0.5],
+        "permutations": [199, 199]})
+    _write(lake_dir, "spectral_modules", {
+        "layer": [0, 0], "matrix": ["mlp_in", "mlp_out"], "similarity": ["weight"] * 2,
+        "k": [2, 2], "neuron": [3, 3], "module": [1, 0]})
+    _build(lake_dir, tmp / "w.duckdb", "+fct_study_agreement +dim_neuron_profile")
+    return dict(path=tmp / "w.duckdb", rank=rank, universal=universal, score=score,
+                sparsity=1 - frac_positive, kurtosis=kurtosis)
+
+
+def _rows(path, sql: str) -> list[dict]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.sql(sql).pl().to_dicts()
+
+
+def test_universal_vs_salient_recovers_the_planted_odds_ratio_and_fishers_p(warehouse):
+    [row] = _rows(warehouse["path"], "select * from fct_study_agreement "
+                                     "where relation = 'universal_vs_salient'")
+    odds, p = stats.fisher_exact([[20, 10], [20, 150]])
+    assert row["task"] == "pos" and row["n_neurons"] == N
+    assert row["value"] == pytest.approx(15.0) == pytest.approx(odds)
+    assert row["p_value"] == pytest.approx(p, rel=1e-6)
+    assert row["ci_low"] > 1 and row["significant"]
+
+
+def test_score_correlations_match_scipys_spearman(warehouse):
+    rows = {r["config_b"]: r for r in _rows(
+        warehouse["path"], "select * from fct_study_agreement "
+                           "where relation = 'explanation_score_vs_activation_shape'")}
+    for name, values in (("activation sparsity", warehouse["sparsity"]),
+                         ("activation kurtosis", warehouse["kurtosis"])):
+        rho = stats.spearmanr(warehouse["score"], values).statistic
+        assert rows[name]["value"] == pytest.approx(rho, abs=1e-12)
+        assert rows[name]["n_neurons"] == N
+        z, se = np.arctanh(rho), np.sqrt((1 + rho**2 / 2) / (N - 3))
+        assert rows[name]["p_value"] == pytest.approx(2 * stats.norm.sf(abs(z) / se), abs=1e-6)
+        assert rows[name]["ci_low"] == pytest.approx(np.tanh(z - 1.959964 * se))
+    assert rows["activation sparsity"]["value"] < -0.5 and rows["activation sparsity"]["significant"]
+
+
+def test_ami_rows_get_benjamini_hochberg_q_values(warehouse):
+    rows = _rows(warehouse["path"], "select config_a, q_value, significant from "
+                                    "fct_study_agreement where statistic = 'ami' order by 1")
+    assert rows == [{"config_a": "x", "q_value": pytest.approx(0.02), "significant": True},
+                    {"config_a": "y", "q_value": pytest.approx(0.5), "significant": False}]
+
+
+def test_the_profile_has_one_row_per_neuron_with_every_study(warehouse):
+    rows = _rows(warehouse["path"], "select * from dim_neuron_profile order by site, neuron")
+    assert len(rows) == N + 1  # the residual dimension too, with empty study lists
+    resid = rows[-1]
+    assert resid["site"] == "resid" and resid["explanation"] is None and resid["probing"] == []
+    three = rows[3]
+    assert three["top_tokens"] == ["d", "b", "f", "c", "e"]  # by mean, ties by token id
+    assert three["spectral_modules"] == [
+        {"matrix": "mlp_in", "similarity": "weight", "k": 2, "module": 1},
+        {"matrix": "mlp_out", "similarity": "weight", "k": 2, "module": 0}]
+    assert three["is_universal"] == bool(warehouse["universal"][3])
+    [probe] = three["probing"]
+    assert probe["rank"] == warehouse["rank"][3]
+    assert probe["in_top_set"] == (warehouse["rank"][3] <= 40)
+    assert probe["rank_percentile"] == pytest.approx(1 - (warehouse["rank"][3] - 1) / N)
+    first = rows[int(np.argmin(warehouse["rank"]))]
+    assert first["probing"][0]["salient_labels"] == ["NOUN"]  # mass_before 0 < 0.5 < 0.7
+    assert first["probing"][0]["in_minimal_subset"] and first["n_tasks_salient"] == 1
+
+
+def test_descriptions_are_comments_in_the_warehouse(warehouse):
+    """persist_docs: an analyst in the DuckDB CLI sees every mart's and column's description."""
+    rows = _rows(warehouse["path"], "select column_name, comment from duckdb_columns() "
+                                    "where table_name = 'dim_neuron_profile'")
+    assert rows and all(r["comment"] for r in rows), [r for r in rows if not r["comment"]]
+    [table] = _rows(warehouse["path"], "select comment from duckdb_tables() "
+                                       "where table_name = 'fct_study_agreement'")
+    assert table["comment"].startswith("Each relationship between two studies")
+    [view] = _rows(warehouse["path"], "select comment from duckdb_columns() where "
+                                      "table_name = 'stg_study_agreement' and column_name = 'ami'")
+    assert view["comment"].startswith("Adjusted mutual information")

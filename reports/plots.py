@@ -154,16 +154,99 @@ def plot_cluster_positions(summary: pl.DataFrame, members: pl.DataFrame, path: s
                              squeeze=False)
     keys = ["model", "checkpoint", "site", "representation", "k", "refined", "cluster_id"]
     for row, site in enumerate(sites):
+        of_site = members.filter(pl.col("site") == site)  # every neuron of the site is clustered
+        n_layers, width = int(of_site["layer"].max()) + 1, int(of_site["neuron"].max()) + 1
         for ax, c in zip(axes[row], chosen.filter(pl.col("site") == site).iter_rows(named=True)):
             m = members.filter(pl.col("method") == "agglomerative",
                                *(pl.col(k) == c[k] for k in keys))
             ax.scatter(m["neuron"], m["layer"], s=10)
+            noun = "neuron" if c["n_neurons"] == 1 else "neurons"
             ax.set_title(f"{site} {c['representation']} K={c['k']} #{c['cluster_id']}\n"
-                         f"{c['n_neurons']} neurons, drop {c['cluster_drop_pct']:+.1f}%", fontsize=8)
+                         f"{c['n_neurons']} {noun}, drop {c['cluster_drop_pct']:+.1f}%", fontsize=8)
+            ax.set_xlim(-0.5, width - 0.5)  # the whole layer, 0..width-1
+            ax.set_ylim(-0.5, n_layers - 0.5)  # every layer, 0..L-1
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("index in layer", fontsize=8)
             ax.set_ylabel("layer", fontsize=8)
     for ax in axes.flat:
         if not ax.collections:
             ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_cluster_drops(summary: pl.DataFrame, path: str | Path) -> Path:
+    """Ablation drop of each ablated activation cluster against each random baseline's spread
+    (Zhang et al., Table 3 as points): one panel per site and baseline, the cluster's drop on the
+    y axis, the baseline's mean on the x axis with its sd as an error bar; a point above the
+    diagonal hurts more than as many random neurons, filled when significant (BH q <= 0.05).
+    `summary` has the columns of fct_ablation_summary."""
+    baselines = ["random", "random_layer", "random_position"]
+    sites = summary["site"].unique(maintain_order=True).sort().to_list() or ["mlp"]
+    fig, axes = plt.subplots(len(sites), len(baselines), figsize=(3.6 * len(baselines),
+                             3.2 * len(sites)), squeeze=False)
+    for row, site in enumerate(sites):
+        sel = summary.filter(pl.col("site") == site)
+        for ax, base in zip(axes[row], baselines):
+            for significant, face in ((True, "C3"), (False, "none")):
+                part = sel.filter(pl.col(f"significant_{base}").fill_null(False) == significant)
+                ax.errorbar(part[f"{base}_drop_pct"], part["cluster_drop_pct"],
+                            xerr=part[f"{base}_drop_sd"], fmt="o", mfc=face, mec="C3",
+                            ecolor="0.6", ms=5, label="q <= 0.05" if significant else "not")
+            low = min([0.0, *sel[f"{base}_drop_pct"].drop_nulls(), *sel["cluster_drop_pct"].drop_nulls()])
+            high = max([1.0, *sel[f"{base}_drop_pct"].drop_nulls(), *sel["cluster_drop_pct"].drop_nulls()])
+            ax.plot([low, high], [low, high], color="0.5", linestyle=":", linewidth=1)
+            ax.set_title(f"{site}: cluster vs {base}", fontsize=9)
+            ax.set_xlabel(f"{base} drop % (mean, sd)", fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[row][0].set_ylabel("cluster drop %")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_universality_by_layer(by_layer: pl.DataFrame, path: str | Path) -> Path:
+    """Mean best correlation with the other models against the rotated baseline per layer
+    (Gurnee et al., Fig. 2a), one panel per model/checkpoint. `by_layer` has the columns of
+    fct_universal_neurons_by_layer."""
+    panels = by_layer.select("model", "checkpoint").unique().sort(["model", "checkpoint"])
+    fig, axes = _panels(panels.height, 4.2)
+    for ax, (model, checkpoint) in zip(axes[0], panels.iter_rows()):
+        sel = by_layer.filter((pl.col("model") == model) & (pl.col("checkpoint") == checkpoint)
+                              ).sort("layer")
+        ax.plot(sel["layer"], sel["mean_corr"], marker="o", label="best correlation")
+        ax.plot(sel["layer"], sel["mean_baseline"], marker="s", linestyle="--",
+                label="rotated baseline")
+        for layer, share in zip(sel["layer"], sel["share_universal"]):
+            ax.annotate(f"{100 * share:.1f}%", (layer, 0.02), fontsize=7, ha="center")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{model} {checkpoint}", fontsize=9)
+        ax.set_xlabel("layer (label: share universal)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean over neurons")
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_enmeshment(enmeshment: pl.DataFrame, path: str | Path) -> Path:
+    """Enmeshment E against k (Golechha et al., Fig. 2): one panel per matrix and similarity,
+    one line per model/checkpoint and layer (a modular variant trained with the enmeshment loss
+    is another model, so it sits beside the plain one), with the shuffled-weight baseline
+    dotted. `enmeshment` has the columns of fct_enmeshment."""
+    panels = enmeshment.select("matrix", "similarity").unique().sort(["matrix", "similarity"])
+    fig, axes = _panels(panels.height, 4)
+    for ax, (matrix, similarity) in zip(axes[0], panels.iter_rows()):
+        sel = enmeshment.filter((pl.col("matrix") == matrix) & (pl.col("similarity") == similarity))
+        for i, ((model, checkpoint, layer), rows) in enumerate(
+                sel.sort(["model", "checkpoint", "layer", "k"]).group_by(
+                    ["model", "checkpoint", "layer"], maintain_order=True)):
+            line, = ax.plot(rows["k"], rows["enmeshment"], marker="o", color=f"C{i % 10}",
+                            label=f"{model} {checkpoint} L{layer}")
+            ax.plot(rows["k"], rows["baseline_enmeshment"], color=line.get_color(),
+                    linestyle=":", linewidth=1)
+        ax.set_title(f"{matrix}, {similarity} similarity", fontsize=9)
+        ax.set_xlabel("k (bipartite clusters)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("enmeshment E (dotted: shuffled weights)")
+    axes[0][0].legend(fontsize=6)
     return _save(fig, path)

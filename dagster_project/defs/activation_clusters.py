@@ -17,7 +17,7 @@ from models.activation_clusters.ablation import (ablate_clusters, ablation_tests
                                                 clusters_to_ablate)
 from models.activation_clusters.clustering import AGGLOMERATIVE, cluster_site
 from models.lm_loss import LossSetup
-from reports.plots import plot_cluster_positions
+from reports.plots import plot_cluster_drops, plot_cluster_positions
 
 STUDY = "activation_clusters"
 
@@ -135,5 +135,9 @@ assets = [activation_clustering, activation_ablations,
                        ["fct_ablation_summary", "stg_activation_clusters"],
                        "Layer and index of the neurons of the activation clusters with the "
                        "largest ablation drop per site (Fig. 5 of Zhang et al.).",
-                       draw=plot_cluster_positions)]
+                       draw=plot_cluster_positions),
+          report_asset("cluster_drops", STUDY, ["fct_ablation_summary"],
+                       "Each ablated cluster's loss drop against each random baseline's mean "
+                       "and sd; filled when significant (Table 3 of Zhang et al., per cluster).",
+                       draw=plot_cluster_drops)]
 checks = lake_checks(STUDY)

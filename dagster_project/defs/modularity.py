@@ -6,12 +6,13 @@ import polars as pl
 
 from dagster_project.defs.activations import loss_usable
 from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_specs, open_partition,
-                                         partitioned_multi_asset, write_tables)
+                                         partitioned_multi_asset, report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract.activations import SITE_MLP, loss_inputs, mlp_input_weight
 from extract.probe_data import token_classes, tokens_by_class
 from models.lm_loss import LossSetup
+from reports.plots import plot_enmeshment
 from models.modularity import (class_effects, enmeshment_table, gradient_losses,
                                gradient_similarity)
 
@@ -96,5 +97,9 @@ def modularity(context: dg.AssetExecutionContext, nwh: NwhResource):
     yield from write_tables(opened, frames)
 
 
-assets = [modularity]
+assets = [modularity,
+          report_asset("enmeshment", STUDY, ["fct_enmeshment"],
+                       "Enmeshment E against k per MLP matrix and similarity, each model and "
+                       "layer a line, the shuffled-weight baseline dotted (Golechha et al.).",
+                       draw=plot_enmeshment)]
 checks = lake_checks(STUDY)

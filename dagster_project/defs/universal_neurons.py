@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from dagster_project.defs.shared import (Opened, empty, lake_checks, open_partition,
-                                         partitioned_asset, preview, write_tables)
+                                         partitioned_asset, preview, report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract.activations import SITE_MLP, load_bridge, paired_activations, site_shape
@@ -16,6 +16,7 @@ from extract.checkpoints import find_checkpoints
 from extract.corpus import sentences
 from models.universal_neurons import cached, neuron_stability as stability_against
 from models.universal_neurons import neuron_universality as universality_against
+from reports.plots import plot_universality_by_layer
 
 STUDY = "universal_neurons"
 
@@ -95,5 +96,9 @@ def neuron_stability(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.
         multi=False))
 
 
-assets = [neuron_universality, neuron_stability]
+assets = [neuron_universality, neuron_stability,
+          report_asset("universality_by_layer", STUDY, ["fct_universal_neurons_by_layer"],
+                       "Mean best correlation with the other seeds' models against the rotated "
+                       "baseline per layer, with the share of universal neurons (Fig. 2a of "
+                       "Gurnee et al.).", draw=plot_universality_by_layer)]
 checks = lake_checks(STUDY)

@@ -97,6 +97,58 @@ def query(home: Path, sql: str, fmt: str) -> str:
         return str(df)
 
 
+def neuron(home: Path, model: str, layer: int, index: int, site: str,
+           checkpoint: str | None) -> str:
+    """The neuron's row of dim_neuron_profile (the newest checkpoint unless told), one field a
+    line."""
+    sql = ("select * from dim_neuron_profile where model = $m and layer = $l and neuron = $n "
+           "and site = $s" + (" and checkpoint = $c" if checkpoint else "")
+           + " order by try_cast(regexp_extract(checkpoint, '(\\d+)$', 1) as bigint) desc "
+             "nulls last limit 1")
+    import duckdb
+
+    path = home / "warehouse.duckdb"
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}: run `nwh demo` or `nwh run` first")
+    params = {"m": model, "l": layer, "n": index, "s": site} | (
+        {"c": checkpoint} if checkpoint else {})
+    with duckdb.connect(str(path), read_only=True) as con:
+        cursor = con.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        found = cursor.fetchone()
+    if found is None:
+        raise LookupError(f"no neuron model={model!r} site={site!r} layer={layer} neuron={index}"
+                          + (f" checkpoint={checkpoint!r}" if checkpoint else "")
+                          + " in dim_neuron_profile")
+    width = max(len(n) for n in names)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in zip(names, found))
+
+
+def report(home: Path) -> str:
+    """The path of the neuron pages' index (the neuron_pages asset writes it)."""
+    index = home / "reports" / "neurons" / "index.html"
+    if not index.exists():
+        raise FileNotFoundError(f"no neuron pages at {index}: run `nwh demo` or `nwh run` first")
+    return str(index)
+
+
+def docs(home: Path, port: int) -> int:
+    """Generate dbt's docs site (lineage from the lake tables to every mart) on the published
+    warehouse and serve it on 127.0.0.1:`port`."""
+    from dagster_project.defs.warehouse import DBT_DIR, DBT_EXECUTABLE, dbt_env
+    from dagster_project.home import default_lake
+
+    warehouse = home / "warehouse.duckdb"
+    if not warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {warehouse}: run `nwh demo` or `nwh run` first")
+    env = {**os.environ, **dbt_env(default_lake(), warehouse)}
+    where = ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
+    subprocess.run([DBT_EXECUTABLE, "docs", "generate", *where], env=env, check=True)
+    print(f"dbt docs on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    return subprocess.call([DBT_EXECUTABLE, "docs", "serve", "--host", "127.0.0.1", "--port",
+                            str(port), "--no-browser", *where], env=env)
+
+
 def fetch(base_url: str, layers: str, neurons_per_layer: int, dest: Path, *, workers: int) -> int:
     """Mirror the OpenAI explanation dataset layout into `dest`, with a progress bar."""
     from tqdm import tqdm
@@ -194,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
                               help="neurons 0..N-1 of each layer (default 6400, GPT-2 XL)")
     fetch_parser.add_argument("--dest", type=Path, required=True, help="local folder")
     fetch_parser.add_argument("--workers", type=int, default=16, help="concurrent downloads")
+    p = command("neuron", help="print one neuron's profile (every study's verdict)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--neuron", type=int, required=True)
+    p.add_argument("--site", choices=["mlp", "resid"], default="mlp")
+    p.add_argument("--checkpoint", help="default: the newest")
+    command("report", help="print the path of the neuron pages' index")
+    p = command("docs", help="build and serve dbt's docs site (lineage, every column) locally")
+    p.add_argument("--port", type=int, default=8080)
     p = command("ui", help="start the Dagster UI")
     p.add_argument("--config", default="", help="study YAML file (default: the demo study)")
     p.add_argument("--host", default="127.0.0.1")
@@ -227,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "explanations":
             return fetch(args.base_url, args.layers, args.neurons_per_layer, args.dest,
                          workers=args.workers)
+        elif args.command == "neuron":
+            print(neuron(home, args.model, args.layer, args.neuron, args.site, args.checkpoint))
+        elif args.command == "report":
+            print(report(home))
+        elif args.command == "docs":
+            return docs(home, args.port)
         elif args.command == "ui":
             return ui(home, args.config, args.host, args.port)
     except Exception as e:  # noqa: BLE001 - the CLI reports any failure as one clear line

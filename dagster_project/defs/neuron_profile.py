@@ -10,6 +10,7 @@ from dagster_project.defs.shared import (empty, lake_checks, open_partition, par
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from models.study_agreement import agreement_table
+from reports.neuron_pages import build_site
 
 STUDY = "neuron_profile"
 
@@ -45,5 +46,19 @@ def study_agreement(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.M
         "preview": preview(df.sort("ami", descending=True, nulls_last=True), 10)}}, multi=False))
 
 
-assets = [study_agreement]
+@dg.asset(key=["reports", "neuron_pages"], group_name=STUDY, kinds={"python", "html"},
+          deps=[dg.AssetKey("dim_neuron_profile"), dg.AssetKey("fct_study_agreement")],
+          description="A static site of notable neurons at <home>/reports/neurons/index.html "
+                      "(most universal, most salient per label, best explained, largest "
+                      "ablation effect), one page per listed neuron with its top contexts, "
+                      "token histogram, explanation and every study's verdict; built from the "
+                      "warehouse alone. `nwh report` prints its path.")
+def neuron_pages(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
+    index = build_site(nwh.warehouse_path, nwh.home_dir / "reports" / "neurons")
+    n_pages = sum(1 for _ in index.parent.rglob("*.html")) - 1
+    context.log.info(f"{n_pages} neuron pages under {index.parent}")
+    return dg.MaterializeResult(metadata={"index": str(index), "n_pages": n_pages})
+
+
+assets = [study_agreement, neuron_pages]
 checks = lake_checks(STUDY)

@@ -1,5 +1,7 @@
 """The cross-study marts built by dbt on a lake with planted relations, checked against scipy."""
 
+import re
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -59,6 +61,10 @@ def warehouse(tmp_path_factory):
         "site": ["mlp"] * 7, "layer": [0] * 7, "neuron": [3] * 7, "token_id": list(range(7)),
         "token": list("abcdefg"), "token_count": [5] * 7,
         "mean_activation": [0.1, 0.7, 0.3, 0.9, 0.2, 0.7, 0.05]})
+    _write(lake_dir, "neuron_top_contexts", {
+        "site": ["mlp"] * N, "layer": [0] * N, "neuron": neurons, "rank": [1] * N,
+        "activation": [2.0] * N, "sentence_id": [0] * N, "position": [3] * N,
+        "token": ["cat"] * N, "context": ["the big [[cat]] sat"] * N})
     _write(lake_dir, "study_agreement", {
         "relation": ["explanation_vs_activation_clusters"] * 2, "config_a": ["x", "y"],
         "config_b": ["z", "z"], "layer": [None, None], "n_neurons": [N, N], "ami": [0.4, 0.0],
@@ -140,3 +146,40 @@ def test_descriptions_are_comments_in_the_warehouse(warehouse):
     [view] = _rows(warehouse["path"], "select comment from duckdb_columns() where "
                                       "table_name = 'stg_study_agreement' and column_name = 'ami'")
     assert view["comment"].startswith("Adjusted mutual information")
+
+
+def test_neuron_pages_show_the_explanation_and_link_only_to_pages_that_exist(warehouse, tmp_path):
+    import re
+
+    from reports.neuron_pages import build_site
+
+    index = build_site(warehouse["path"], tmp_path / "site", per_list=5)
+    text = index.read_text()
+    assert "Most universal" in text and "Best explained" in text
+    assert "Most salient for pos NOUN" in text
+    pages = sorted((tmp_path / "site").rglob("*.html"))
+    assert len(pages) > 5
+    for page in pages:  # every link resolves to a file of the site
+        for href in re.findall(r"href='([^']+)'", page.read_text()):
+            assert (page.parent / href).resolve().is_file(), (page, href)
+    best = int(np.argmax(warehouse["score"]))
+    page = (tmp_path / "site" / "m" / "c" / f"mlp-L0-N{best}.html").read_text()
+    assert f"e{best}" in page  # its explanation
+    assert "<mark style='background:rgba(255,140,0,1.00)' title='2.000'>cat</mark>" in page
+
+
+def test_nwh_neuron_prints_the_profile(warehouse, tmp_path, capsys):
+    import shutil
+
+    from dagster_project.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(warehouse["path"], home / "warehouse.duckdb")
+    assert main(["--home", str(home), "neuron", "--model", "m", "--layer", "0", "--neuron", "3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^explanation\s+e3$", out, re.M)
+    assert re.search(rf"^is_universal\s+{bool(warehouse['universal'][3])}$", out, re.M)
+    assert main(["--home", str(home), "neuron", "--model", "m", "--layer", "0",
+                 "--neuron", "999"]) == 1
+    assert "no neuron model='m' site='mlp' layer=0 neuron=999" in capsys.readouterr().err

@@ -12,6 +12,14 @@ with top_tokens as (
     group by all
 ),
 
+top_contexts as (
+    select model, checkpoint, site, layer, neuron,
+           list({'rank': rank, 'activation': activation, 'token': token, 'context': context}
+                order by rank) as top_contexts
+    from {{ ref('stg_neuron_top_contexts') }}
+    group by all
+),
+
 explanation_clusters as (
     select model, checkpoint, 'mlp' as site, layer, neuron,
            list({'method': method, 'filter_percentile': filter_percentile, 'seed': seed,
@@ -57,6 +65,7 @@ select
     n.n_tokens, n.mean_activation, n.std_activation, n.skew, n.kurtosis, n.max_activation,
     n.frac_positive,
     t.top_tokens,
+    coalesce(c.top_contexts, []) as top_contexts,
     n.explanation, n.score,
     coalesce(e.explanation_clusters, []) as explanation_clusters,
     coalesce(a.activation_clusters, []) as activation_clusters,
@@ -74,6 +83,7 @@ select
     s.best_corr as stability_best_corr
 from {{ ref('dim_neurons') }} as n
 left join top_tokens as t using (model, checkpoint, site, layer, neuron)
+left join top_contexts as c using (model, checkpoint, site, layer, neuron)
 left join explanation_clusters as e using (model, checkpoint, site, layer, neuron)
 left join activation_clusters as a using (model, checkpoint, site, layer, neuron)
 left join probing as p using (model, checkpoint, site, layer, neuron)

@@ -183,3 +183,41 @@ def test_nwh_neuron_prints_the_profile(warehouse, tmp_path, capsys):
     assert main(["--home", str(home), "neuron", "--model", "m", "--layer", "0",
                  "--neuron", "999"]) == 1
     assert "no neuron model='m' site='mlp' layer=0 neuron=999" in capsys.readouterr().err
+
+
+def _chromium(*args: str, timeout: int = 60) -> str:
+    """Headless Chromium (Debian's package; .ci/run installs it), with the flags this closed
+    machine needs, on a fresh profile."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_browser_renders_the_index_and_a_neuron_page(warehouse, tmp_path):
+    """Chromium renders the pages: the index's links and a neuron page's explanation and shaded
+    token are in the rendered document; screenshots of both are written for the README."""
+    from reports.neuron_pages import build_site
+
+    index = build_site(warehouse["path"], tmp_path / "site", per_list=5)
+    rendered = _chromium("--dump-dom", index.as_uri())
+    assert "Notable neurons" in rendered and "Most universal" in rendered
+    best = int(np.argmax(warehouse["score"]))
+    page = tmp_path / "site" / "m" / "c" / f"mlp-L0-N{best}.html"
+    assert f"href=\"m/c/mlp-L0-N{best}.html\"" in rendered  # the index links the page
+    dom = _chromium("--dump-dom", page.as_uri())
+    assert f"e{best}" in dom and "<mark" in dom and ">cat</mark>" in dom
+    shot = tmp_path / "page.png"
+    _chromium(f"--screenshot={shot}", "--window-size=1000,900", page.as_uri())
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank one

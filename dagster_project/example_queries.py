@@ -46,6 +46,19 @@ EXAMPLE_QUERIES = [
     ("Universal neurons per layer",
      "select layer, n_neurons, n_universal, round(mean_corr, 3) as mean_corr, "
      "round(mean_baseline, 3) as baseline from fct_universal_neurons_by_layer order by layer"),
+    ("Cross-study: explanation clusters that agree most with an activation clustering",
+     "select config_a as explanation_clustering, config_b as activation_clustering, n_neurons, "
+     "round(value, 3) as ami, round(chance_value, 3) as chance, round(q_value, 4) as q, "
+     "significant from fct_study_agreement where relation = 'explanation_vs_activation_clusters' "
+     "order by value desc limit 5"),
+    ("Cross-study: every relation, how many of its tests beat chance (BH 5 %)",
+     "select relation, statistic, count(*) as n_tests, count(*) filter (where significant) "
+     "as n_significant, round(median(value), 3) as median_value from fct_study_agreement "
+     "group by all order by relation"),
+    ("One neuron's profile: what every study says about it",
+     "select site, layer, neuron, explanation, round(score, 3) as score, top_tokens[1:3] as "
+     "top_tokens, is_universal, n_tasks_salient, len(activation_clusters) as n_act_clusterings "
+     "from dim_neuron_profile where site = 'mlp' order by score desc nulls last limit 3"),
     ("Every study's headline figure per checkpoint",
      "select * from fct_training_dynamics order by model, step"),
 ]

@@ -47,12 +47,15 @@ def train(home: Path, out: Path | None, seed: int, steps: int, *, n_sentences: i
     return paths
 
 
-def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1) -> Path:
+def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1, *,
+        wait: bool = True) -> Path:
+    from dagster_project.home import run_lock
     from dagster_project.runner import run_study
 
     started = time.time()
-    outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "", checkpoint,
-                        workers=workers)
+    with run_lock(home, wait=wait):
+        outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "",
+                            checkpoint, workers=workers)
     print(f"materialized partition {outcome.partition_key} in {time.time() - started:.0f} s")
     return outcome.warehouse
 
@@ -232,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="extract the corpus shards in this many parallel processes (the "
                         "multiprocess executor; default 1: everything in one process)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="stop at once if another nwh run is working on the same home "
+                        "(default: wait for it)")
     p = command("query", help="run read-only SQL on the warehouse")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.steps, n_sentences=args.n_sentences, save_every=args.save_every,
                       modular=modular)
         elif args.command == "run":
-            run(home, args.config, args.checkpoint, args.workers)
+            run(home, args.config, args.checkpoint, args.workers, wait=not args.no_wait)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
         elif args.command == "explanations":

@@ -61,6 +61,16 @@ def warehouse(tmp_path_factory):
         "site": ["mlp"] * 7, "layer": [0] * 7, "neuron": [3] * 7, "token_id": list(range(7)),
         "token": list("abcdefg"), "token_count": [5] * 7,
         "mean_activation": [0.1, 0.7, 0.3, 0.9, 0.2, 0.7, 0.05]})
+    _write(lake_dir, "explanation_clusters", {
+        "method": ["kmeans", "hdbscan"], "filter_percentile": [0, 0], "seed": [0, 0],
+        "layer": [0, 0], "neuron": [3, 3], "cluster_id": [5, -1]})
+    _write(lake_dir, "activation_clusters", {
+        "site": ["mlp"] * N, "representation": ["filter"] * N, "k": [4] * N,
+        "refined": [False] * N, "method": ["agglomerative"] * N, "cluster_id": neurons % 4,
+        "layer": [0] * N, "neuron": neurons})
+    _write(lake_dir, "neuron_stability", {
+        "site": ["mlp"], "layer": [0], "neuron": [3], "previous_checkpoint": ["b"],
+        "n_tokens": [500], "self_corr": [0.8], "best_corr": [0.9]})
     _write(lake_dir, "neuron_top_contexts", {
         "site": ["mlp"] * N, "layer": [0] * N, "neuron": neurons, "rank": [1] * N,
         "activation": [2.0] * N, "sentence_id": [0] * N, "position": [3] * N,
@@ -126,6 +136,11 @@ def test_the_profile_has_one_row_per_neuron_with_every_study(warehouse):
         {"matrix": "mlp_in", "similarity": "weight", "k": 2, "module": 1},
         {"matrix": "mlp_out", "similarity": "weight", "k": 2, "module": 0}]
     assert three["is_universal"] == bool(warehouse["universal"][3])
+    assert [(c["method"], c["cluster_id"]) for c in three["explanation_clusters"]] == [
+        ("hdbscan", -1), ("kmeans", 5)]
+    [cluster] = three["activation_clusters"]
+    assert cluster["cluster_id"] == 3 and cluster["cluster_drop_pct"] is None  # not ablated
+    assert (three["previous_checkpoint"], three["stability_self_corr"]) == ("b", 0.8)
     [probe] = three["probing"]
     assert probe["rank"] == warehouse["rank"][3]
     assert probe["in_top_set"] == (warehouse["rank"][3] <= 40)

@@ -3,6 +3,7 @@ and the number of corpus shards extraction is split into within a checkpoint."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import dagster as dg
@@ -14,6 +15,15 @@ checkpoints_partitions = dg.DynamicPartitionsDefinition(name="checkpoints")
 
 def partition_key(model: str, checkpoint: str) -> str:
     return f"{safe_name(model, 'model')}/{safe_name(checkpoint, 'checkpoint')}"
+
+
+VERSION_TAG = "nwh/version"  # on every run of a checkpoint partition, by nwh run or the sensor
+
+
+def run_version(study_json: str, fingerprint: str) -> str:
+    """What a checkpoint run computes from: the checkpoint's files (their fingerprint) and the
+    whole study config (as JSON). A successful run tagged with it need not run again."""
+    return hashlib.sha256(f"{fingerprint}\n{study_json}".encode()).hexdigest()[:16]
 
 
 def parse_partition_key(key: str) -> tuple[str, str]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from dagster_project.study import StudyConfig, demo_study, load_study
+from dagster_project.demo import demo_study
+from dagster_project.study import StudyConfig, load_study
 
 
 class NwhResource(dg.ConfigurableResource):

@@ -12,9 +12,10 @@ from dagster_project.defs.activations import SHARD_KEYS
 from dagster_project.defs.shared import lake_key
 from dagster_project.definitions import (STUDIES, all_assets, all_checks,
                                          extraction_shards_job_def, resources)
-from dagster_project.partitions import checkpoints_partitions, partition_key
+from dagster_project.partitions import (VERSION_TAG, checkpoints_partitions, partition_key,
+                                        run_version)
 from dagster_project.study import StudyConfig
-from extract.checkpoints import find_checkpoints
+from extract.checkpoints import checkpoint_fingerprint, find_checkpoints
 from extract.lake import STUDY_TABLES
 
 
@@ -24,6 +25,7 @@ class RunOutcome:
     warehouse: Path
     success: bool
     checks: dict[str, bool]  # asset check name -> passed
+    version: str  # the run's VERSION_TAG: checkpoint files and study config
 
 
 def instance_for(home: Path) -> dg.DagsterInstance:
@@ -97,9 +99,13 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
         extract_in_parallel(home, study_file, key, instance, workers=workers)
         selection = selection - dg.AssetSelection.assets(
             ["lake", "corpus"], ["lake", "checkpoint_fidelity"], *SHARD_KEYS)
+    folder = dict(find_checkpoints(study.checkpoints))[name] if study.needs_model else None
+    version = run_version(study.model_dump_json(),
+                          checkpoint_fingerprint(folder) if folder else "no checkpoint")
     result = dg.materialize([*all_assets, *all_checks], selection=selection, partition_key=key,
                             resources=run_resources, instance=instance,
+                            tags={VERSION_TAG: version},
                             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                             raise_on_error=True)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success, checks)
+    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success, checks, version)

@@ -4,7 +4,7 @@ It is parsed once into a typed, frozen pydantic model (:class:`StudyConfig`): an
 wrong type or a value out of range is a one-line :class:`StudyConfigError` that names the key.
 Sections that configure a library take their fields and defaults from that library's settings
 class (:func:`_settings_fields`), so a default is written in one place. Relative paths are
-resolved against the folder of the YAML file. ``demo_study(home)`` is the embedded default used
+resolved against the folder of the YAML file. ``dagster_project.demo.demo_study(home)`` is the embedded default used
 by ``nwh demo``.
 """
 
@@ -248,23 +248,3 @@ def load_study(path: str | Path) -> StudyConfig:
     except yaml.YAMLError as e:
         raise StudyConfigError(f"study config file {str(file)!r} is not valid YAML: {e}") from None
     return parse_study(data, file.resolve().parent)
-
-
-DEMO_EXTRA_SEEDS = (1, 2)  # the demo's other models for universality (Gurnee et al. use 5 seeds)
-
-
-def demo_seed_folder(home: Path, seed: int) -> Path:
-    """Where `nwh demo` trains the demo model from another seed."""
-    return Path(home) / "checkpoints" / f"demo-seed{seed}"
-
-
-def demo_study(home: Path) -> StudyConfig:
-    """The embedded default: the demo GPT-2 on the synthetic corpus with the local explainer,
-    compared for universality with the demo models of the other seeds that have been trained.
-    Every activation clustering is built, and a seeded sample of 10 clusters of each is ablated
-    (all 3,000 take about 13 minutes on 2 cores)."""
-    others = [str(f) for seed in DEMO_EXTRA_SEEDS
-              if (f := demo_seed_folder(home, seed)).is_dir() and any(f.glob("checkpoint-*"))]
-    return parse_study({"model": "demo", "checkpoints": str(Path(home) / "checkpoints" / "demo"),
-                        "activation_clusters": {"ablation_max_clusters": 10},
-                        "universality": {"other_models": others}}, Path(home))

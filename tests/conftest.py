@@ -111,9 +111,10 @@ def tiny_study_file(tmp_path, tiny_checkpoints) -> Path:
     return write_study(tmp_path, tiny_checkpoints)
 
 
-def run_tiny_study(home, study_file, checkpoint=None):
-    """Materialize a study on an ephemeral Dagster instance."""
-    return run_study(home, str(study_file), checkpoint, instance=dg.DagsterInstance.ephemeral())
+def run_tiny_study(home, study_file, checkpoint=None, instance=None):
+    """Materialize a study (on an ephemeral Dagster instance unless given one)."""
+    return run_study(home, str(study_file), checkpoint,
+                     instance=instance or dg.DagsterInstance.ephemeral())
 
 
 @pytest.fixture(scope="session")
@@ -124,4 +125,7 @@ def built(tmp_path_factory, tiny_checkpoints, tiny_seed_checkpoints):
     study_file = write_study(tmp_path_factory.mktemp("study"), tiny_checkpoints,
                              universality={"other_models": [str(p) for p in tiny_seed_checkpoints],
                                            "max_sentences": 200})
-    return home, study_file, run_tiny_study(home, study_file)
+    # a persistent instance under <home>/dagster, as `nwh run` keeps, for the sensor's tests
+    (home / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home / "dagster"))
+    return home, study_file, run_tiny_study(home, study_file, instance=instance)

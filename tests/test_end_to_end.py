@@ -17,7 +17,8 @@ MARTS = ["fct_layer_gini", "fct_cluster_layer_variance", "fct_cluster_variance_s
          "fct_activation_cluster_distances", "fct_ablation_summary", "fct_ablation_by_configuration",
          "fct_cluster_concept_purity", "fct_concept_purity_summary", "fct_neuron_universality",
          "fct_universal_neurons_by_layer", "fct_training_dynamics", "fct_enmeshment",
-         "fct_cluster_class_effect", "fct_effective_circuit_size"]
+         "fct_cluster_class_effect", "fct_effective_circuit_size", "dim_neuron_profile",
+         "fct_study_agreement"]
 
 
 def _query(home, sql):
@@ -44,8 +45,10 @@ def test_every_mart_has_rows_for_the_newest_checkpoint(built):
     # 2 MLP layers x 64 and 3 residual layers (embedding output + 2 blocks) x 32
     assert _query(home, "select count(*) n from dim_neurons")["n"][0] == 2 * 64 + 3 * 32
     for plot in ("layer_gini.png", "probe_layer_distribution.png", "cluster_variance.png",
-                 "min_variance_cluster.png", "cluster_positions.png"):
+                 "min_variance_cluster.png", "cluster_positions.png", "cluster_drops.png",
+                 "universality_by_layer.png", "enmeshment.png"):
         assert (home / "reports" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Notable neurons" in (home / "reports" / "neurons" / "index.html").read_text()
 
 
 def test_probe_marts_hold_the_paper_tables(built):
@@ -166,7 +169,8 @@ def test_explanation_only_study_from_a_table_file(tmp_path):
                               "clusterings_expectations": True,
                               "explanation_clusters_expectations": True,
                               "explanation_cluster_null_counts_expectations": True,
-                              "cluster_topics_expectations": True}
+                              "cluster_topics_expectations": True,
+                              "study_agreement_expectations": True}  # empty: one study ran
 
 
 def test_a_failing_expectation_blocks_downstream_and_keeps_the_warehouse(tmp_path):

@@ -114,3 +114,26 @@ def test_the_sensor_job_builds_the_warehouse_for_a_checkpoint(tmp_path, tiny_che
     assert all(e.passed for e in evaluations)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         assert con.sql("select distinct checkpoint from fct_layer_gini").fetchall() == [("checkpoint-40",)]
+
+
+def test_a_checkpoint_nwh_run_materialized_is_not_run_again(built, tmp_path):
+    """`nwh run` tags its run with the checkpoint's files and the study config: the sensor on the
+    same instance launches nothing for that version, and a changed config is a new version."""
+    home, study_file, outcome = built
+    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home / "dagster")))
+    [run] = instance.get_run_records(dg.RunsFilter(tags={"nwh/version": outcome.version}))
+    assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+
+    def tick(study):
+        context = dg.build_sensor_context(instance=instance, cursor=None,
+                                          resources=resources(str(home), str(study)))
+        return checkpoint_sensor(context).run_requests
+
+    same = tick(study_file)
+    newest = outcome.partition_key
+    assert newest not in [r.partition_key for r in same]  # already done by nwh run
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(study_file.read_text() + "\nagreement: {seed: 1}\n")
+    requests = {r.partition_key: r for r in tick(changed)}
+    assert newest in requests  # the config changed: a new version to run
+    assert requests[newest].tags["nwh/version"] != outcome.version

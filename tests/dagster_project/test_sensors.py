@@ -120,7 +120,7 @@ def test_a_checkpoint_nwh_run_materialized_is_not_run_again(built, tmp_path):
     """`nwh run` tags its run with the checkpoint's files and the study config: the sensor on the
     same instance launches nothing for that version, and a changed config is a new version."""
     home, study_file, outcome = built
-    instance = dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home / "dagster")))
+    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     [run] = instance.get_run_records(dg.RunsFilter(tags={"nwh/version": outcome.version}))
     assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
 

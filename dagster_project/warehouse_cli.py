@@ -70,7 +70,7 @@ def docs(home: Path, port: int) -> int:
     from dagster_project.home import default_lake
 
     warehouse = _warehouse(home)
-    env = {**os.environ, **dbt_env(default_lake(), warehouse)}
+    env = {**os.environ, **dbt_env(default_lake() or home / "lake", warehouse)}
     where = ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     subprocess.run([DBT_EXECUTABLE, "docs", "generate", *where], env=env, check=True)
     print(f"dbt docs on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)

@@ -1,5 +1,6 @@
 """The cross-study marts built by dbt on a lake with planted relations, checked against scipy."""
 
+import os
 import re
 
 import duckdb
@@ -236,3 +237,46 @@ def test_a_browser_renders_the_index_and_a_neuron_page(warehouse, tmp_path):
     shot = tmp_path / "page.png"
     _chromium(f"--screenshot={shot}", "--window-size=1000,900", page.as_uri())
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def test_nwh_docs_serves_the_lineage_on_loopback(warehouse, tmp_path):
+    """`nwh docs` generates dbt's docs site on the warehouse and serves it on 127.0.0.1: the
+    catalog it serves documents the profile mart's columns; the server is stopped by PID."""
+    import json
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(warehouse["path"], home / "warehouse.duckdb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "dagster_project.cli", "--home", str(home),
+                               "docs", "--port", str(port)], start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, catalog = time.time() + 240, None
+        while catalog is None:
+            assert time.time() < deadline and server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/catalog.json") as r:
+                    catalog = json.load(r)
+            except OSError:
+                time.sleep(1)
+        node = catalog["nodes"]["model.neuron_warehouse.dim_neuron_profile"]
+        assert "is_universal" in node["columns"]  # read from the warehouse
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/manifest.json") as r:
+            described = json.load(r)["nodes"]["model.neuron_warehouse.dim_neuron_profile"]
+        assert described["description"].startswith("One row per neuron")
+        assert "fct_neuron_universality" in " ".join(described["depends_on"]["nodes"])  # lineage
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html") as r:
+            assert r.status == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)

@@ -248,5 +248,6 @@ def plot_enmeshment(enmeshment: pl.DataFrame, path: str | Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("enmeshment E (dotted: shuffled weights)")
-    axes[0][0].legend(fontsize=6)
+    if enmeshment.height:
+        axes[0][0].legend(fontsize=6)
     return _save(fig, path)

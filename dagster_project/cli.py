@@ -66,7 +66,7 @@ def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1, *
 def demo(home: Path) -> None:
     from extract.checkpoints import CheckpointError, find_checkpoints
 
-    from dagster_project.study import DEMO_EXTRA_SEEDS, demo_seed_folder
+    from dagster_project.demo import DEMO_EXTRA_SEEDS, demo_seed_folder
 
     folders = {0: home / "checkpoints" / "demo"} | {
         seed: demo_seed_folder(home, seed) for seed in DEMO_EXTRA_SEEDS}

@@ -278,5 +278,5 @@ def test_nwh_docs_serves_the_lineage_on_loopback(warehouse, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html") as r:
             assert r.status == 200
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        os.killpg(server.pid, signal.SIGKILL)  # dbt docs serve may ignore SIGTERM
         server.wait(30)

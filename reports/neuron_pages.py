@@ -19,15 +19,14 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 text-align:left;vertical-align:top}th{background:#f4f4f4}.ctx{font-family:monospace}
 mark{padding:0 2px;border-radius:2px}h2{margin-top:1.5em}"""
 
-# (title, from-where, order) of each notable list; %s = how many
+# the largest ablation drop among the neuron's activation clusters (null when none was ablated)
+_MAX_DROP = "list_max([c.cluster_drop_pct for c in activation_clusters])"
+
+# title: (condition, order) of each notable list of a checkpoint
 _LISTS = {
     "Most universal": ("is_universal is not null", "universality_excess desc"),
     "Best explained": ("score is not null", "score desc"),
-    "Largest ablation effect": (
-        "len(activation_clusters) > 0 and list_max([c.cluster_drop_pct for c in "
-        "activation_clusters if c.cluster_drop_pct is not null]) is not null",
-        "list_max([c.cluster_drop_pct for c in activation_clusters "
-        "if c.cluster_drop_pct is not null]) desc"),
+    "Largest ablation effect": (f"{_MAX_DROP} is not null", f"{_MAX_DROP} desc"),
 }
 
 

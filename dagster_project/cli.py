@@ -51,15 +51,16 @@ def train(home: Path, out: Path | None, seed: int, steps: int, *, n_sentences: i
 
 
 def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1, *,
-        wait: bool = True) -> Path:
+        wait: bool = True, everything: bool = False) -> Path:
     from dagster_project.home import run_lock
     from dagster_project.runner import run_study
 
     started = time.time()
     with run_lock(home, wait=wait):
         outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "",
-                            checkpoint, workers=workers)
-    print(f"materialized partition {outcome.partition_key} in {time.time() - started:.0f} s")
+                            checkpoint, workers=workers, everything=everything, say=print)
+    print(f"materialized {len(outcome.materialized)} assets of partition {outcome.partition_key} "
+          f"in {time.time() - started:.0f} s ({len(outcome.skipped)} up to date)")
     return outcome.warehouse
 
 
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="extract the corpus shards in this many parallel processes (the "
                         "multiprocess executor; default 1: everything in one process)")
+    p.add_argument("--all", action="store_true", dest="everything", help="materialize every "
+                   "asset (default: the stale and missing ones and what depends on them)")
     p.add_argument("--no-wait", action="store_true",
                    help="stop at once if another nwh run is working on the same home "
                         "(default: wait for it)")
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                       args.steps, n_sentences=args.n_sentences, save_every=args.save_every,
                       modular=modular)
         elif args.command == "run":
-            run(home, args.config, args.checkpoint, args.workers, wait=not args.no_wait)
+            run(home, args.config, args.checkpoint, args.workers, wait=not args.no_wait,
+                everything=args.everything)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
         elif args.command == "explanations":

@@ -8,8 +8,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_project.defs import (activation_clusters, activations, corpus, explanation_clusters,
-                                  modularity, neuron_profile, salient_neurons, universal_neurons,
-                                  warehouse)
+                                  modularity, neuron_profile, salient_neurons, sources,
+                                  universal_neurons, warehouse)
 from dagster_project.home import default_home, default_lake
 from dagster_project.jobs import extraction_shards_job, main_job
 from dagster_project.resources import NwhResource
@@ -18,7 +18,7 @@ from dagster_project.sensors import checkpoint_sensor, daily_refresh
 # Each study module has STUDY (its name), assets, checks and runs(study_config).
 STUDIES = [corpus, activations, explanation_clusters, salient_neurons, activation_clusters,
            universal_neurons, modularity, neuron_profile]
-all_assets = [*(a for study in STUDIES for a in study.assets), *warehouse.assets]
+all_assets = [*sources.assets, *(a for study in STUDIES for a in study.assets), *warehouse.assets]
 all_checks = [c for study in STUDIES for c in study.checks]
 
 

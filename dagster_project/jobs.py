@@ -7,9 +7,12 @@ from dagster_project.defs.activations import SHARD_KEYS
 from dagster_project.defs.shared import LAKE
 
 # In-process: on 2 cores a subprocess per step costs ~12 s of imports each and buys nothing.
-main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(),
+# It observes the sources (config sections, checkpoint files) first, so every materialization
+# records the versions it was computed from.
+main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(include_sources=True),
                                executor_def=dg.in_process_executor,
-                               description="Everything for one checkpoint: corpus, extraction, "
+                               description="Everything for one checkpoint: the config and "
+                                           "checkpoint observed, corpus, extraction, "
                                            "explanations, clustering, the dbt warehouse, reports.")
 
 # One process per step, forked from a server that has imported the definitions once (a step still

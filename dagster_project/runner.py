@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import yaml
+from dagster._core.definitions.observe import observe  # not re-exported by `dagster` in 1.13
 
+from dagster_project.defs import sources
 from dagster_project.defs.activations import SHARD_KEYS
 from dagster_project.defs.shared import lake_key
 from dagster_project.definitions import (STUDIES, all_assets, all_checks,
                                          extraction_shards_job_def, resources)
 from dagster_project.partitions import (VERSION_TAG, checkpoints_partitions, partition_key,
                                         run_version)
+from dagster_project.stale import stale_assets, with_downstream
 from dagster_project.study import StudyConfig
 from extract.checkpoints import checkpoint_fingerprint, find_checkpoints
 from extract.lake import STUDY_TABLES
@@ -26,16 +31,33 @@ class RunOutcome:
     success: bool
     checks: dict[str, bool]  # asset check name -> passed
     version: str  # the run's VERSION_TAG: checkpoint files and study config
+    materialized: list[str] = field(default_factory=list)  # asset keys this run materialized
+    skipped: list[str] = field(default_factory=list)  # asset keys that were up to date
+
+
+INSTANCE_SETTINGS = {
+    # One run at a time: each run uses both cores, and runs queue behind each other.
+    "run_queue": {"max_concurrent_runs": 1},
+    # A run interrupted by its worker's end (`nwh ui` stopped mid-run: "execution was interrupted
+    # unexpectedly") is re-executed from the step that failed when the daemon is back; a step
+    # that failed on its own is not (it would fail again).
+    "run_retries": {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False},
+    # Runs stuck starting or cancelling are failed (and so retried) by the daemon.
+    "run_monitoring": {"enabled": True, "start_timeout_seconds": 300,
+                       "cancel_timeout_seconds": 300, "poll_interval_seconds": 30},
+}
 
 
 def instance_for(home: Path) -> dg.DagsterInstance:
-    """The persistent Dagster instance under ``<home>/dagster`` (shared with `nwh ui`)."""
+    """The persistent Dagster instance under ``<home>/dagster`` (shared with `nwh ui`); its
+    ``dagster.yaml`` gets each of :data:`INSTANCE_SETTINGS` that it does not set already."""
     dagster_home = Path(home) / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        # One run at a time: each run uses both cores, and runs queue behind each other.
-        config.write_text("run_queue:\n  max_concurrent_runs: 1\n")
+    settings = (yaml.safe_load(config.read_text()) if config.exists() else None) or {}
+    missing = {key: value for key, value in INSTANCE_SETTINGS.items() if key not in settings}
+    if missing:
+        config.write_text(yaml.safe_dump({**settings, **missing}, sort_keys=False))
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dg.DagsterInstance.get()
 
@@ -82,30 +104,59 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
             raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
 
 
+def to_materialize(instance: dg.DagsterInstance, study: StudyConfig, key: str, *,
+                   everything: bool = False) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
+    """The assets of partition `key` to materialize for `study`: every selected one when
+    `everything`, else the stale and missing ones (see :mod:`dagster_project.stale`) and what
+    depends on them; and the stale ones with why."""
+    selected = selection_for(study).resolve(all_assets)
+    if everything:
+        return selected, {}
+    stale = stale_assets(instance, all_assets, sorted(selected), key)
+    return with_downstream(all_assets, set(stale), selected), stale
+
+
 def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *,
-              instance: dg.DagsterInstance | None = None, workers: int = 1) -> RunOutcome:
+              instance: dg.DagsterInstance | None = None, workers: int = 1,
+              everything: bool = False, say: Callable[[str], None] = lambda _: None
+              ) -> RunOutcome:
     """Materialize the graph of the study in `study_file` ('' = the demo study) for one
-    checkpoint, then build and publish the warehouse. The file is parsed once, by the resource
-    the assets get. With `workers` > 1 the corpus and the extraction shards run first in
-    parallel processes."""
+    checkpoint, then build and publish the warehouse: first observe the config sections and the
+    checkpoint's files, then materialize only what is stale or missing and what depends on it
+    (everything when `everything`), telling `say` what it skips. The file is parsed once, by the
+    resource the assets get. With `workers` > 1 the corpus and the extraction shards run first
+    in parallel processes."""
     run_resources = resources(str(home), study_file)
     study = run_resources["nwh"].study()
     name = checkpoint_to_run(study, checkpoint)
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)
     instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
-    selection = selection_for(study)
-    if workers > 1 and study.needs_model:
-        extract_in_parallel(home, study_file, key, instance, workers=workers)
-        selection = selection - dg.AssetSelection.assets(
-            ["lake", "corpus"], ["lake", "checkpoint_fidelity"], *SHARD_KEYS)
     folder = dict(find_checkpoints(study.checkpoints))[name] if study.needs_model else None
     version = run_version(study.model_dump_json(),
                           checkpoint_fingerprint(folder) if folder else "no checkpoint")
-    result = dg.materialize([*all_assets, *all_checks], selection=selection, partition_key=key,
-                            resources=run_resources, instance=instance,
+    observed = observe(sources.assets, instance=instance, resources=run_resources,
+                       partition_key=key)
+    selected, stale = to_materialize(instance, study, key, everything=everything)
+    skipped = sorted(k.to_user_string() for k in selection_for(study).resolve(all_assets) - selected)
+    for asset, why in sorted(stale.items()):
+        say(f"{asset.to_user_string()}: {why}")
+    if skipped:
+        say(f"up to date, not run ({len(skipped)}): {', '.join(skipped)}")
+    if not selected:
+        # nothing to do is this version's success: the sensor need not run it either
+        instance.add_run_tags(observed.run_id, {VERSION_TAG: version})
+        return RunOutcome(key, Path(home) / "warehouse.duckdb", True, {}, version, [], skipped)
+    parallel = set(SHARD_KEYS) | {lake_key("corpus"), lake_key("checkpoint_fidelity")}
+    if workers > 1 and selected & set(SHARD_KEYS):
+        extract_in_parallel(home, study_file, key, instance, workers=workers)
+        selected -= parallel
+    result = dg.materialize([*all_assets, *all_checks], selection=dg.AssetSelection.assets(*selected),
+                            partition_key=key, resources=run_resources, instance=instance,
                             tags={VERSION_TAG: version},
                             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                             raise_on_error=True)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success, checks, version)
+    materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
+    return RunOutcome(key, Path(home) / "warehouse.duckdb", result.success, checks, version,
+                      materialized, skipped)

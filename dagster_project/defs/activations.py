@@ -5,12 +5,14 @@ import dagster as dg
 import polars as pl
 import torch
 
-from dagster_project.defs.shared import (Opened, checkpoint_folder, lake_checks, lake_key,
+from dagster_project.defs.shared import (Opened, checkpoint_folder, lake_checks,
                                          lake_specs, open_partition, partitioned_asset,
-                                         partitioned_multi_asset, write_tables)
+                                         partitioned_multi_asset, study_code_version, upstream,
+                                         write_tables)
 from dagster_project.partitions import checkpoints_partitions, extraction_shards
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
+from dagster_project.versions import CHECKPOINT_KEY
 from expectations.runner import row_count_equals
 from extract import lake
 from extract.activations import (aggregate_sites, aggregate_tables, merge_shard_states,
@@ -46,7 +48,7 @@ def _train(opened: Opened) -> list[tuple[int, str]]:
 FIDELITY_SENTENCES = 8  # the fixed batch: the first train sentences
 
 
-@partitioned_asset("checkpoint_fidelity", STUDY, ["corpus"],
+@partitioned_asset("checkpoint_fidelity", STUDY, ["corpus", CHECKPOINT_KEY],
                    "Is the loaded checkpoint the checkpoint? The first train sentences through "
                    "the TransformerLens bridge and through plain transformers: the largest "
                    "logit difference (hidden states when the loader had to initialise weights), "
@@ -83,8 +85,8 @@ def loss_usable(opened: Opened) -> bool:
 
 
 def _activation_shard(shard: int) -> dg.AssetsDefinition:
-    @dg.asset(key=shard_key(shard), deps=[lake_key("corpus"), lake_key("checkpoint_fidelity")],
-              partitions_def=checkpoints_partitions,
+    @dg.asset(key=shard_key(shard), deps=upstream(STUDY, ["corpus", "checkpoint_fidelity"]),
+              partitions_def=checkpoints_partitions, code_version=study_code_version(STUDY),
               group_name=STUDY, kinds={"python", "parquet"},
               description=f"Shard {shard} of {N_SHARDS} of the train split (every "
                           f"{N_SHARDS}th sentence from sentence {shard}) streamed through the "

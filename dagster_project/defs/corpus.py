@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from dagster_project.defs.shared import lake_checks, lake_key, open_model, write_tables
+from dagster_project.defs.shared import (lake_checks, lake_key, open_model, study_code_version,
+                                         upstream, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
 from extract.corpus import synthetic_corpus, text_corpus
@@ -15,7 +16,8 @@ def runs(study: StudyConfig) -> bool:
     return study.needs_model
 
 
-@dg.asset(key=lake_key("corpus"), group_name=STUDY, kinds={"python", "parquet"},
+@dg.asset(key=lake_key("corpus"), deps=upstream(STUDY, []), code_version=study_code_version(STUDY),
+          group_name=STUDY, kinds={"python", "parquet"},
           description="The study's corpus, one row per word with its labels (POS-style tag, "
                       "semantic class, suffix, sentence position; null for plain text) and its "
                       "split (train: aggregates; heldout: explanation scoring).")

@@ -9,6 +9,7 @@ from dagster_project.defs.shared import (empty, lake_checks, open_partition, par
                                          preview, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
+from dagster_project.versions import code_version
 from models.study_agreement import agreement_table
 from reports.neuron_pages import build_site
 
@@ -47,6 +48,7 @@ def study_agreement(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.M
 
 
 @dg.asset(key=["reports", "neuron_pages"], group_name=STUDY, kinds={"python", "html"},
+          code_version=code_version(build_site.__module__),
           deps=[dg.AssetKey("dim_neuron_profile"), dg.AssetKey("fct_study_agreement")],
           description="A static site of notable neurons at <home>/reports/neurons/index.html "
                       "(most universal, most salient per label, best explained, largest "

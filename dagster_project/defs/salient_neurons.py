@@ -9,6 +9,7 @@ import torch
 
 from dagster_project.defs.shared import (Opened, empty, lake_checks, lake_key, lake_specs,
                                          open_model, open_partition, partitioned_asset,
+                                         study_code_version, upstream,
                                          partitioned_multi_asset, report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
@@ -30,7 +31,8 @@ def _sentence_label(study: StudyConfig) -> Callable[[int], str]:
     return lambda sid: f"corpus sentence_id {sid}"
 
 
-@dg.asset(key=lake_key("probe_labels"), deps=[lake_key("corpus")], group_name=STUDY,
+@dg.asset(key=lake_key("probe_labels"), deps=upstream(STUDY, ["corpus"]), group_name=STUDY,
+          code_version=study_code_version(STUDY),
           kinds={"python", "parquet"},
           description="Words of the probing tasks with their label and their train / dev / test "
                       "split (seeded, by sentence): the synthetic corpus's labels or a CoNLL-style "

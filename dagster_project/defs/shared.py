@@ -17,6 +17,7 @@ import polars as pl
 from dagster_project.partitions import checkpoints_partitions, parse_partition_key
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
+from dagster_project.versions import STUDY_SECTIONS, code_version, config_key
 from expectations.runner import validate_table
 from extract import lake
 from extract.activations import encode, load_bridge
@@ -31,11 +32,23 @@ def lake_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([*LAKE, table])
 
 
+def upstream(study: str, deps: Sequence[str | dg.AssetKey]) -> list[dg.AssetKey]:
+    """What an asset of `study` is computed from: its upstream tables (lake table names or keys)
+    and the config sections the study reads (``config/<section>``)."""
+    return [*(lake_key(d) if isinstance(d, str) else d for d in deps),
+            *(config_key(section) for section in STUDY_SECTIONS[study])]
+
+
+def study_code_version(study: str) -> str:
+    """The code version of `study`'s lake assets (see :mod:`dagster_project.versions`)."""
+    return code_version(f"dagster_project.defs.{study}")
+
+
 def lake_specs(study: str, descriptions: Mapping[str, str],
                deps: Sequence[str | dg.AssetKey]) -> list[dg.AssetSpec]:
     """One spec per lake table of `study` (a multi-asset's outputs), in the study's group."""
-    keys = [lake_key(d) if isinstance(d, str) else d for d in deps]
-    return [dg.AssetSpec(lake_key(table), deps=keys, group_name=study, kinds={"python", "parquet"},
+    return [dg.AssetSpec(lake_key(table), deps=upstream(study, deps), group_name=study,
+                         kinds={"python", "parquet"}, code_version=study_code_version(study),
                          description=descriptions[table])
             for table in lake.STUDY_TABLES[study] if table in descriptions]
 
@@ -166,7 +179,7 @@ def report_asset(name: str, study: str, marts: Sequence[str], description: str,
     """A plot of marts `marts` at ``<home>/reports/<name>.png``, shown inline in the UI:
     `draw(*mart frames, path)` writes it."""
     @dg.asset(key=["reports", f"{name}_plot"], deps=[dg.AssetKey(m) for m in marts],
-              group_name=study, kinds={"python", "png"},
+              group_name=study, kinds={"python", "png"}, code_version=code_version(draw.__module__),
               description=f"{description} At <home>/reports/{name}.png.")
     def plot(context: dg.AssetExecutionContext, nwh: NwhResource) -> dg.MaterializeResult:
         path = draw(*(read_mart(nwh, m) for m in marts), nwh.home_dir / "reports" / f"{name}.png")
@@ -181,8 +194,8 @@ def report_asset(name: str, study: str, marts: Sequence[str], description: str,
 def partitioned_asset(table: str, study: str, deps: Sequence[str | dg.AssetKey],
                       description: str):
     """The decorator of a single-table, checkpoint-partitioned lake asset of `study`."""
-    return dg.asset(key=lake_key(table),
-                    deps=[lake_key(d) if isinstance(d, str) else d for d in deps],
+    return dg.asset(key=lake_key(table), deps=upstream(study, deps),
+                    code_version=study_code_version(study),
                     partitions_def=checkpoints_partitions, group_name=study,
                     kinds={"python", "parquet"}, description=description)
 

@@ -1,0 +1,54 @@
+"""Which assets of a checkpoint partition need materializing: Dagster's stale status of each
+(code version, config sections and upstream data versions, see :mod:`dagster_project.versions`),
+closed over what depends on them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+# Dagster has no public call for an asset's stale status outside the UI; this is the resolver
+# the UI and the sensors' `stale_assets_only` use.
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._time import get_current_datetime
+
+
+def stale_assets(instance: dg.DagsterInstance, assets: Sequence[dg.AssetsDefinition],
+                 keys: Sequence[dg.AssetKey], partition_key: str) -> dict[dg.AssetKey, str]:
+    """Each of `keys` that is stale or missing for `partition_key` (unpartitioned assets: as a
+    whole), with why: 'missing' or its stale causes."""
+    graph = AssetGraph.from_assets(assets)
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(),
+                                                           last_event_id=None),
+                          instance=instance, asset_graph=graph)
+    resolver = CachingStaleStatusResolver(instance, graph, view)
+    found = {}
+    for key in keys:
+        partition = partition_key if graph.get(key).is_partitioned else None
+        status = resolver.get_status(key, partition)
+        if status == StaleStatus.MISSING:
+            found[key] = "missing"
+        elif status == StaleStatus.STALE:
+            found[key] = "; ".join(sorted({
+                f"{c.reason} ({c.dependency.asset_key.to_user_string()})" if c.dependency
+                else c.reason for c in resolver.get_stale_causes(key, partition)}))
+    return found
+
+
+def with_downstream(assets: Sequence[dg.AssetsDefinition], start: set[dg.AssetKey],
+                    within: set[dg.AssetKey]) -> set[dg.AssetKey]:
+    """`start` and everything in `within` downstream of it; an asset that computes several keys
+    at once (a multi-asset that cannot subset, the dbt build that publishes one warehouse file)
+    is taken whole."""
+    graph = AssetGraph.from_assets(assets)
+    whole = [set(a.keys) for a in assets
+             if isinstance(a, dg.AssetsDefinition) and len(a.keys) > 1]
+    selected = set(start) & within
+    while True:
+        grown = {child for key in selected for child in graph.get(key).child_keys} & within
+        grown |= {key for keys in whole if keys & (selected | grown) for key in keys} & within
+        if grown <= selected:
+            return selected
+        selected |= grown

@@ -28,6 +28,7 @@ bench: $(STAMP)
 
 soak: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python tests/soak/soak.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.soak.interrupted
 
 ui: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/nwh ui

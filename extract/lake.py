@@ -33,6 +33,11 @@ class LakeError(ValueError):
     """A lake table or name is not what the schema says."""
 
 
+class LakeWriteError(OSError):
+    """A lake table's file could not be written (disk full, permission denied, ...); the
+    previous file, if any, is unchanged."""
+
+
 def safe_name(value: str, what: str) -> str:
     """Return `value` if it is a safe folder name (no path separators, no '..'), else raise."""
     if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
@@ -115,7 +120,12 @@ def write_table(
 ) -> str:
     """Conform `df` to the schema of `table` and write it as the model/checkpoint partition."""
     path = partition_path(lake, table, model, checkpoint)
-    return atomic_write_parquet(conform(df, table).to_arrow(), path)
+    try:
+        return atomic_write_parquet(conform(df, table).to_arrow(), path)
+    except OSError as e:
+        raise LakeWriteError(f"lake table {table!r} could not be written to {path}: "
+                             f"{e.strerror or e}; the previous version of the table is "
+                             "unchanged") from e
 
 
 def read_table(lake: str | Path, table: str, model: str,

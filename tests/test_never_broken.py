@@ -1,5 +1,6 @@
 """A warehouse that never breaks: atomic lake writes and an atomic warehouse publication."""
 
+import re
 import subprocess
 import sys
 import time
@@ -89,3 +90,61 @@ def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
                        instance=dg.DagsterInstance.ephemeral())
     assert (home / "warehouse.duckdb").read_bytes() == before
     assert not list(home.glob(".warehouse.duckdb.*"))
+
+
+@pytest.fixture
+def full_disk_lake(tmp_path):
+    """A 16 MiB tmpfs for the lake (root only: mount), unmounted after the test; `fill()` takes
+    every byte left on it."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+
+    def fill():
+        try:
+            with open(mount / "filler", "wb", buffering=0) as out:
+                while True:
+                    out.write(b"\0" * (1 << 16))
+        except OSError:  # ENOSPC: full
+            pass
+
+    try:
+        yield mount, fill
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def _lake_files(lake_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(lake_dir)): p.read_bytes() for p in sorted(lake_dir.rglob("*"))
+            if p.is_file() and p.name != "filler"}
+
+
+def test_a_lake_write_that_fails_names_the_table_and_the_cause_and_keeps_every_table(
+        tmp_path, full_disk_lake, monkeypatch):
+    from dagster_project.errors import user_message
+
+    lake_dir, fill = full_disk_lake
+    monkeypatch.setenv("NWH_LAKE_URL", str(lake_dir))
+    home = tmp_path / "home"
+    study = write_study(tmp_path, None, model="m", clustering={"k": 2},
+                        explanations={"source": "table", "path": _explanations_csv(tmp_path, [0.1] * 6)})
+    run_tiny_study(home, study)
+    before, warehouse = _lake_files(lake_dir), (home / "warehouse.duckdb").read_bytes()
+
+    fill()  # the disk is full: the next table written fails
+    write_study(tmp_path, None, model="m", clustering={"k": 3},
+                explanations={"source": "table", "path": "e.csv"})
+    with pytest.raises(Exception) as failed:
+        run_tiny_study(home, study)
+    message = user_message(failed.value)
+    assert re.search(r"lake table '\w+' could not be written to .*: No space left on device",
+                     message), message
+
+    assert _lake_files(lake_dir) == before  # no table changed, no temporary file left
+    for name in before:
+        if name.endswith(".parquet"):
+            pl.read_parquet(lake_dir / name)  # every table is readable
+    assert (home / "warehouse.duckdb").read_bytes() == warehouse

@@ -33,7 +33,9 @@ LIBRARIES = ("core", "extract", "models", "training")  # what computes the lake'
 
 
 # The config sections each study's assets read (their results depend on them); what a study
-# reads through an upstream table (the extraction's top contexts, say) comes with that table.
+# reads through an upstream table (the extraction's top contexts, say) comes with that table. An
+# asset may name the part it reads (the explanation study's explainer, embedding and clustering
+# steps each read one section, so a new clustering.k does not re-explain).
 STUDY_SECTIONS = {
     "corpus": ("corpus",),
     "activations": ("extraction",),

@@ -71,7 +71,8 @@ def _read_explanations(opened: Opened) -> tuple[pl.DataFrame, pl.DataFrame]:
     return df, empty("explanation_rejects")
 
 
-@partitioned_multi_asset(lake_specs(STUDY, _EXPLANATIONS, ["neuron_token_means", "corpus"]))
+@partitioned_multi_asset(lake_specs(STUDY, _EXPLANATIONS, ["neuron_token_means", "corpus"],
+                                    sections=["explanations"]))
 def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
     opened = open_partition(context, nwh)
     df, rejects = _read_explanations(opened)
@@ -89,7 +90,8 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
 
 @partitioned_asset("explanation_embeddings", STUDY, ["explanations"],
                    "Unit-length sentence embedding of each neuron's explanation (embedded "
-                   "all-MiniLM-L6-v2 by default); identical texts are embedded once.")
+                   "all-MiniLM-L6-v2 by default); identical texts are embedded once.",
+                   sections=["embedding"])
 def explanation_embeddings(context: dg.AssetExecutionContext,
                            nwh: NwhResource) -> dg.MaterializeResult:
     opened = open_partition(context, nwh)
@@ -119,7 +121,8 @@ _CLUSTERING = {
 
 
 @partitioned_multi_asset(lake_specs(STUDY, _CLUSTERING,
-                                    ["explanation_embeddings", "explanations"]))
+                                    ["explanation_embeddings", "explanations"],
+                                    sections=["clustering"]))
 def explanation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
     """KMeans, DBSCAN, HDBSCAN and the random baseline on the explanation embeddings, per score
     filter; the permutation null of the layer Gini; topic words per cluster."""

@@ -32,11 +32,12 @@ def lake_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([*LAKE, table])
 
 
-def upstream(study: str, deps: Sequence[str | dg.AssetKey]) -> list[dg.AssetKey]:
+def upstream(study: str, deps: Sequence[str | dg.AssetKey],
+             sections: Sequence[str] | None = None) -> list[dg.AssetKey]:
     """What an asset of `study` is computed from: its upstream tables (lake table names or keys)
-    and the config sections the study reads (``config/<section>``)."""
+    and the config sections it reads (``config/<section>``; default: all the study reads)."""
     return [*(lake_key(d) if isinstance(d, str) else d for d in deps),
-            *(config_key(section) for section in STUDY_SECTIONS[study])]
+            *(config_key(section) for section in sections or STUDY_SECTIONS[study])]
 
 
 def study_code_version(study: str) -> str:
@@ -44,10 +45,11 @@ def study_code_version(study: str) -> str:
     return code_version(f"dagster_project.defs.{study}")
 
 
-def lake_specs(study: str, descriptions: Mapping[str, str],
-               deps: Sequence[str | dg.AssetKey]) -> list[dg.AssetSpec]:
-    """One spec per lake table of `study` (a multi-asset's outputs), in the study's group."""
-    return [dg.AssetSpec(lake_key(table), deps=upstream(study, deps), group_name=study,
+def lake_specs(study: str, descriptions: Mapping[str, str], deps: Sequence[str | dg.AssetKey],
+               sections: Sequence[str] | None = None) -> list[dg.AssetSpec]:
+    """One spec per lake table of `study` (a multi-asset's outputs), in the study's group;
+    `sections`: the config sections it reads (default: all the study reads)."""
+    return [dg.AssetSpec(lake_key(table), deps=upstream(study, deps, sections), group_name=study,
                          kinds={"python", "parquet"}, code_version=study_code_version(study),
                          description=descriptions[table])
             for table in lake.STUDY_TABLES[study] if table in descriptions]
@@ -192,9 +194,9 @@ def report_asset(name: str, study: str, marts: Sequence[str], description: str,
 
 
 def partitioned_asset(table: str, study: str, deps: Sequence[str | dg.AssetKey],
-                      description: str):
+                      description: str, sections: Sequence[str] | None = None):
     """The decorator of a single-table, checkpoint-partitioned lake asset of `study`."""
-    return dg.asset(key=lake_key(table), deps=upstream(study, deps),
+    return dg.asset(key=lake_key(table), deps=upstream(study, deps, sections),
                     code_version=study_code_version(study),
                     partitions_def=checkpoints_partitions, group_name=study,
                     kinds={"python", "parquet"}, description=description)

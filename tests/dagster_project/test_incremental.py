@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 import duckdb
 import pytest
 import yaml
@@ -131,3 +132,13 @@ def test_a_run_killed_mid_step_resumes_from_what_it_completed(copied, tmp_path):
     fresh = tmp_path / "fresh"
     run_tiny_study(fresh, study)
     assert _marts(home) == _marts(fresh)
+
+
+def test_each_explanation_step_reads_only_its_own_section():
+    """A new clustering.k must not re-run the explainer or the embedding (seen on the demo)."""
+    graph = AssetGraph.from_assets(all_assets)
+    sections = {key: {p.path[1] for p in graph.get(dg.AssetKey(["lake", key])).parent_keys
+                      if p.path[0] == "config"}
+                for key in ("explanations", "explanation_embeddings", "clusterings")}
+    assert sections == {"explanations": {"explanations"}, "explanation_embeddings": {"embedding"},
+                        "clusterings": {"clustering"}}

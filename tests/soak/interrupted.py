@@ -27,10 +27,9 @@ RETRY_PARENT_TAG = "dagster/parent_run_id"
 
 
 def _instance(home: Path):
-    import dagster as dg
+    from dagster_project.runner import instance_for  # the instance `nwh ui` uses, with retries
 
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    return dg.DagsterInstance.get()
+    return instance_for(home)
 
 
 def _materialized(instance, run_id: str) -> set[str]:

@@ -104,12 +104,11 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
             raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
 
 
-def to_materialize(instance: dg.DagsterInstance, study: StudyConfig, key: str, *,
+def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key: str, *,
                    everything: bool = False) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
-    """The assets of partition `key` to materialize for `study`: every selected one when
-    `everything`, else the stale and missing ones (see :mod:`dagster_project.stale`) and what
-    depends on them; and the stale ones with why."""
-    selected = selection_for(study).resolve(all_assets)
+    """Of the `selected` assets, those of partition `key` to materialize: all when `everything`,
+    else the stale and missing ones (see :mod:`dagster_project.stale`) and what depends on them;
+    and the stale ones with why."""
     if everything:
         return selected, {}
     stale = stale_assets(instance, all_assets, sorted(selected), key)
@@ -137,8 +136,9 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
                           checkpoint_fingerprint(folder) if folder else "no checkpoint")
     observed = observe(sources.assets, instance=instance, resources=run_resources,
                        partition_key=key)
-    selected, stale = to_materialize(instance, study, key, everything=everything)
-    skipped = sorted(k.to_user_string() for k in selection_for(study).resolve(all_assets) - selected)
+    selectable = selection_for(study).resolve(all_assets)
+    selected, stale = to_materialize(instance, selectable, key, everything=everything)
+    skipped = sorted(k.to_user_string() for k in selectable - selected)
     for asset, why in sorted(stale.items()):
         say(f"{asset.to_user_string()}: {why}")
     if skipped:
@@ -147,10 +147,9 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
         # nothing to do is this version's success: the sensor need not run it either
         instance.add_run_tags(observed.run_id, {VERSION_TAG: version})
         return RunOutcome(key, Path(home) / "warehouse.duckdb", True, {}, version, [], skipped)
-    parallel = set(SHARD_KEYS) | {lake_key("corpus"), lake_key("checkpoint_fidelity")}
     if workers > 1 and selected & set(SHARD_KEYS):
         extract_in_parallel(home, study_file, key, instance, workers=workers)
-        selected -= parallel
+        selected -= {*SHARD_KEYS, lake_key("corpus"), lake_key("checkpoint_fidelity")}
     result = dg.materialize([*all_assets, *all_checks], selection=dg.AssetSelection.assets(*selected),
                             partition_key=key, resources=run_resources, instance=instance,
                             tags={VERSION_TAG: version},

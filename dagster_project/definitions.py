@@ -1,4 +1,5 @@
-"""The Definitions of Neuron Warehouse: only collects what `defs/<study>.py` define."""
+"""The Definitions of Neuron Warehouse: the registered studies' assets and checks
+(:mod:`dagster_project.studies`), the jobs, the sensor, the schedule and the resources."""
 
 from __future__ import annotations
 
@@ -7,19 +8,12 @@ import os
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from dagster_project.defs import (activation_clusters, activations, corpus, explanation_clusters,
-                                  modularity, neuron_profile, salient_neurons, sources,
-                                  universal_neurons, warehouse)
+from dagster_project.defs import warehouse
 from dagster_project.home import default_home, default_lake
 from dagster_project.jobs import extraction_shards_job, main_job
 from dagster_project.resources import NwhResource
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
-
-# Each study module has STUDY (its name), assets, checks and runs(study_config).
-STUDIES = [corpus, activations, explanation_clusters, salient_neurons, activation_clusters,
-           universal_neurons, modularity, neuron_profile]
-all_assets = [*sources.assets, *(a for study in STUDIES for a in study.assets), *warehouse.assets]
-all_checks = [c for study in STUDIES for c in study.checks]
+from dagster_project.studies import all_assets, all_checks
 
 
 def resources(home: str | None = None, study_file: str | None = None,

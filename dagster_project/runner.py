@@ -9,19 +9,17 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
-from dagster._core.definitions.observe import observe  # not re-exported by `dagster` in 1.13
 
-from dagster_project.defs import sources
 from dagster_project.defs.activations import SHARD_KEYS
 from dagster_project.defs.shared import lake_key
-from dagster_project.definitions import (STUDIES, all_assets, all_checks,
-                                         extraction_shards_job_def, resources)
+from dagster_project.defs.sources import record_versions
+from dagster_project.definitions import extraction_shards_job_def, resources
 from dagster_project.partitions import (VERSION_TAG, checkpoints_partitions, partition_key,
                                         run_version)
-from dagster_project.stale import stale_assets, with_downstream
+from dagster_project.stale import to_materialize
 from dagster_project.study import StudyConfig
+from dagster_project.studies import all_assets, all_checks, selection_for
 from extract.checkpoints import checkpoint_fingerprint, find_checkpoints
-from extract.lake import STUDY_TABLES
 
 
 @dataclass
@@ -75,16 +73,6 @@ def checkpoint_to_run(study: StudyConfig, checkpoint: str | None) -> str:
     return checkpoint
 
 
-def selection_for(study: StudyConfig) -> dg.AssetSelection:
-    """Everything, minus the lake tables of every study that does not run for this config (the
-    sensor's job runs them anyway; they then write empty partitions), and minus the extraction
-    shards when the study runs no model."""
-    skipped = [lake_key(table) for s in STUDIES if not s.runs(study)
-               for table in STUDY_TABLES[s.STUDY]]
-    return dg.AssetSelection.all() - dg.AssetSelection.assets(
-        *skipped, *([] if study.needs_model else SHARD_KEYS))
-
-
 def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.DagsterInstance,
                         *, workers: int, torch_threads: int | None = None) -> None:
     """Materialize the corpus and the extraction shards of partition `key` with the multiprocess
@@ -104,24 +92,13 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
             raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
 
 
-def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key: str, *,
-                   everything: bool = False) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
-    """Of the `selected` assets, those of partition `key` to materialize: all when `everything`,
-    else the stale and missing ones (see :mod:`dagster_project.stale`) and what depends on them;
-    and the stale ones with why."""
-    if everything:
-        return selected, {}
-    stale = stale_assets(instance, all_assets, sorted(selected), key)
-    return with_downstream(all_assets, set(stale), selected), stale
-
-
 def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *,
               instance: dg.DagsterInstance | None = None, workers: int = 1,
               everything: bool = False, say: Callable[[str], None] = lambda _: None
               ) -> RunOutcome:
     """Materialize the graph of the study in `study_file` ('' = the demo study) for one
-    checkpoint, then build and publish the warehouse: first observe the config sections and the
-    checkpoint's files, then materialize only what is stale or missing and what depends on it
+    checkpoint, then build and publish the warehouse: first record the versions of the config
+    sections and the checkpoint's files, then materialize only what is stale or missing and what depends on it
     (everything when `everything`), telling `say` what it skips. The file is parsed once, by the
     resource the assets get. With `workers` > 1 the corpus and the extraction shards run first
     in parallel processes."""
@@ -134,8 +111,7 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
     folder = dict(find_checkpoints(study.checkpoints))[name] if study.needs_model else None
     version = run_version(study.model_dump_json(),
                           checkpoint_fingerprint(folder) if folder else "no checkpoint")
-    observed = observe(sources.assets, instance=instance, resources=run_resources,
-                       partition_key=key)
+    record_versions(instance, study, key)
     selectable = selection_for(study).resolve(all_assets)
     selected, stale = to_materialize(instance, selectable, key, everything=everything)
     skipped = sorted(k.to_user_string() for k in selectable - selected)
@@ -144,8 +120,6 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
     if skipped:
         say(f"up to date, not run ({len(skipped)}): {', '.join(skipped)}")
     if not selected:
-        # nothing to do is this version's success: the sensor need not run it either
-        instance.add_run_tags(observed.run_id, {VERSION_TAG: version})
         return RunOutcome(key, Path(home) / "warehouse.duckdb", True, {}, version, [], skipped)
     if workers > 1 and selected & set(SHARD_KEYS):
         extract_in_parallel(home, study_file, key, instance, workers=workers)

@@ -14,6 +14,8 @@ from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
 
+from dagster_project.studies import all_assets
+
 
 def stale_assets(instance: dg.DagsterInstance, assets: Sequence[dg.AssetsDefinition],
                  keys: Sequence[dg.AssetKey], partition_key: str) -> dict[dg.AssetKey, str]:
@@ -52,3 +54,15 @@ def with_downstream(assets: Sequence[dg.AssetsDefinition], start: set[dg.AssetKe
         if grown <= selected:
             return selected
         selected |= grown
+
+
+def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key: str, *,
+                   everything: bool = False) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
+    """Of the `selected` assets, those of partition `key` to materialize: all when `everything`,
+    else the stale and missing ones and what depends on them; and the stale ones with why. The
+    sources' versions must have been recorded first
+    (:func:`dagster_project.defs.sources.record_versions`)."""
+    if everything:
+        return selected, {}
+    stale = stale_assets(instance, all_assets, sorted(selected), key)
+    return with_downstream(all_assets, set(stale), selected), stale

@@ -12,14 +12,16 @@ import polars as pl
 import pytest
 
 from dagster_project.defs.warehouse import warehouse_dbt
-from dagster_project.definitions import all_assets, resources
+from dagster_project.definitions import resources
+from dagster_project.studies import all_assets
 from extract import lake
 from tests.conftest import run_tiny_study, write_study
 
 WRITER = """
 import sys, numpy as np, polars as pl
 from dagster_project.defs.warehouse import warehouse_dbt
-from dagster_project.definitions import all_assets, resources
+from dagster_project.definitions import resources
+from dagster_project.studies import all_assets
 from extract import lake
 n = int(sys.argv[2])
 df = pl.DataFrame({"layer": np.zeros(n, dtype=np.int64), "neuron": np.arange(n),

@@ -8,7 +8,8 @@ import pytest
 
 import dagster as dg
 from dagster_project.defs.activations import N_SHARDS, SHARD_KEYS
-from dagster_project.definitions import all_assets, all_checks, resources
+from dagster_project.definitions import resources
+from dagster_project.studies import all_assets, all_checks
 from dagster_project.partitions import checkpoints_partitions, partition_key
 from dagster_project.runner import extract_in_parallel, instance_for
 from extract import lake

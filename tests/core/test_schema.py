@@ -29,7 +29,7 @@ def _columns_named(expectation: dict) -> set[str]:
 
 
 def test_every_table_belongs_to_one_study_named_in_every_layer():
-    from dagster_project.definitions import STUDIES
+    from dagster_project.studies import STUDIES
 
     assert set(STUDY_TABLES) == {study.STUDY for study in STUDIES}  # a Dagster module each
     assert set(STUDY_TABLES) >= {"explanation_clusters", "salient_neurons", "activation_clusters",

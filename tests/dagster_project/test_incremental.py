@@ -15,7 +15,7 @@ import duckdb
 import pytest
 import yaml
 
-from dagster_project.definitions import all_assets
+from dagster_project.studies import all_assets
 from dagster_project.runner import run_study
 from extract.lake import STUDY_TABLES
 from tests.conftest import run_tiny_study

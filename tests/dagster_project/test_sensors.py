@@ -2,12 +2,15 @@
 
 import json
 import os
+import shutil
 
 import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.definitions import all_assets, all_checks, resources
+from dagster_project.defs.shared import lake_key
+from dagster_project.definitions import resources
+from dagster_project.studies import all_assets, all_checks
 from dagster_project.jobs import main_job
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
 from extract import lake
@@ -90,11 +93,20 @@ def test_folders_that_are_not_checkpoints_are_ignored(watcher):
     assert watcher.tick().run_requests == []
 
 
-def test_daily_refresh_requests_every_known_partition():
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("checkpoints", ["tiny/checkpoint-1", "tiny/checkpoint-2"])
-        requests = daily_refresh(dg.build_schedule_context(instance=instance))
-    assert sorted(r.partition_key for r in requests) == ["tiny/checkpoint-1", "tiny/checkpoint-2"]
+def test_daily_refresh_requests_each_known_partition_with_stale_assets(watcher):
+    """A known partition whose checkpoint exists and was never materialized is all missing: it
+    is requested; a folder with no partition yet is the sensor's, a partition with no folder
+    has nothing to run from."""
+    for name in ("checkpoint-1", "checkpoint-2"):
+        _write_checkpoint(watcher.root / name)
+    # a schedule's context needs a persistent instance
+    (watcher.root.parent / "dagster").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(watcher.root.parent / "dagster"))
+    instance.add_dynamic_partitions("checkpoints", ["tiny/checkpoint-1", "tiny/checkpoint-9"])
+    requests = daily_refresh(dg.build_schedule_context(instance=instance, resources={
+        "nwh": resources(str(watcher.root.parent / "home"), str(watcher.study))["nwh"]}))
+    assert [r.partition_key for r in requests] == ["tiny/checkpoint-1"]
+    assert dg.AssetKey(["lake", "neuron_moments"]) in requests[0].asset_selection
 
 
 def test_the_sensor_job_builds_the_warehouse_for_a_checkpoint(tmp_path, tiny_checkpoints):
@@ -116,24 +128,40 @@ def test_the_sensor_job_builds_the_warehouse_for_a_checkpoint(tmp_path, tiny_che
         assert con.sql("select distinct checkpoint from fct_layer_gini").fetchall() == [("checkpoint-40",)]
 
 
-def test_a_checkpoint_nwh_run_materialized_is_not_run_again(built, tmp_path):
-    """`nwh run` tags its run with the checkpoint's files and the study config: the sensor on the
-    same instance launches nothing for that version, and a changed config is a new version."""
+def test_a_checkpoint_is_not_run_again_whoever_materialized_it(built, tmp_path):
+    """After `nwh run`, the sensor launches nothing for that checkpoint; after a config change it
+    asks for exactly the stale assets; once a run launched as from the UI (main_job on the
+    partition, no tags of ours) materialized them, a restarted sensor launches nothing again."""
     home, study_file, outcome = built
-    instance = dg.DagsterInstance.from_config(str(home / "dagster"))
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    instance = dg.DagsterInstance.local_temp(str(copy / "dagster"))
     [run] = instance.get_run_records(dg.RunsFilter(tags={"nwh/version": outcome.version}))
     assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
 
     def tick(study):
         context = dg.build_sensor_context(instance=instance, cursor=None,
-                                          resources=resources(str(home), str(study)))
-        return checkpoint_sensor(context).run_requests
+                                          resources=resources(str(copy), str(study)))
+        return {r.partition_key: r for r in checkpoint_sensor(context).run_requests}
 
-    same = tick(study_file)
     newest = outcome.partition_key
-    assert newest not in [r.partition_key for r in same]  # already done by nwh run
+    same = tick(study_file)
+    assert newest not in same  # already done by nwh run
+    assert dg.AssetKey(["lake", "neuron_moments"]) in same["tiny/checkpoint-40"].asset_selection
+
     changed = tmp_path / "changed.yaml"
     changed.write_text(study_file.read_text() + "\nagreement: {seed: 1}\n")
-    requests = {r.partition_key: r for r in tick(changed)}
-    assert newest in requests  # the config changed: a new version to run
-    assert requests[newest].tags["nwh/version"] != outcome.version
+    request = tick(changed)[newest]  # the config changed: run what reads it
+    computed = [a for a in all_assets if isinstance(a, dg.AssetsDefinition)]
+    expected = ({lake_key(t) for t in lake.STUDY_TABLES["neuron_profile"]}
+                | {k for a in computed if a.op.name == "warehouse_dbt" for k in a.keys}
+                | {k for a in computed for k in a.keys if k.path[0] == "reports"})
+    assert set(request.asset_selection) == expected
+    assert request.tags["nwh/version"] != outcome.version
+
+    defs = dg.Definitions(assets=all_assets, asset_checks=all_checks, jobs=[main_job],
+                          resources=resources(str(copy), str(changed)))
+    ui_run = defs.resolve_job_def("main_job").execute_in_process(
+        partition_key=newest, instance=instance, asset_selection=request.asset_selection)
+    assert ui_run.success and "nwh/version" not in ui_run.dagster_run.tags
+    assert newest not in tick(changed)

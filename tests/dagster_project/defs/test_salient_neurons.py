@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_project.defs.salient_neurons import probe_labels
-from dagster_project.definitions import all_checks as lake_checks
+from dagster_project.studies import all_checks as lake_checks
 from dagster_project.definitions import resources
 from extract import lake
 from tests.conftest import write_study

@@ -104,6 +104,7 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
     in parallel processes."""
     run_resources = resources(str(home), study_file)
     study = run_resources["nwh"].study()
+    study.compute.settings().torch_device()  # an unavailable device stops it before it starts
     name = checkpoint_to_run(study, checkpoint)
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)

@@ -3,22 +3,22 @@
 It is parsed once into a typed, frozen pydantic model (:class:`StudyConfig`): an unknown key, a
 wrong type or a value out of range is a one-line :class:`StudyConfigError` that names the key.
 Sections that configure a library take their fields and defaults from that library's settings
-class (:func:`_settings_fields`), so a default is written in one place. Relative paths are
+class (:func:`~dagster_project.study_rules.settings_fields`), so a default is written in one place. Relative paths are
 resolved against the folder of the YAML file. ``dagster_project.demo.demo_study(home)`` is the embedded default used
 by ``nwh demo``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from dagster_project.study_rules import StudyConfigError, check_study, describe
+from core.compute import Compute
+from dagster_project.study_rules import (StudyConfigError, check_study, describe,
+                                         library_values, settings_fields)
 from extract.activations import SITES
 from extract.embeddings import DEFAULT_EMBEDDING_MODEL
 from models.activation_clusters.ablation import AblationSettings
@@ -32,30 +32,6 @@ _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 class _Section(BaseModel):
     model_config = _STRICT
-
-
-def _settings_fields(cls, *, prefix: str = "", exclude: Sequence[str] = ()) -> dict[str, Any]:
-    """The fields of library settings dataclass `cls` as pydantic fields, with its defaults
-    (tuples and sequences become lists, as YAML writes them), named `prefix` + field name."""
-    hints = get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.name in exclude:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        annotation = hints[f.name]
-        if get_origin(annotation) in (tuple, Sequence):
-            annotation, default = list[get_args(annotation)[0]], list(default)
-        out[prefix + f.name] = (annotation, Field(default))
-    return out
-
-
-def _library_values(section: BaseModel, cls, *, prefix: str = "", **extra) -> Any:
-    """An instance of settings class `cls` from the section's fields named `prefix` + field."""
-    values = {f.name: getattr(section, prefix + f.name) for f in dataclasses.fields(cls)
-              if hasattr(section, prefix + f.name)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values, **extra)
 
 
 class CorpusConfig(_Section):
@@ -88,15 +64,25 @@ class EmbeddingConfig(_Section):
     batch_size: int = 64
 
 
+class _ComputeBase(_Section):
+    """Where the model-running steps run (:class:`core.compute.Compute`)."""
+
+    def settings(self) -> Compute:
+        return library_values(self, Compute)
+
+
+ComputeConfig = create_model("ComputeConfig", __base__=_ComputeBase, **settings_fields(Compute))
+
+
 class _ClusteringBase(_Section):
     """The explanation-clusters study (Ben Yaakov et al.): exactly ClusteringSettings."""
 
     def settings(self) -> ClusteringSettings:
-        return _library_values(self, ClusteringSettings)
+        return library_values(self, ClusteringSettings)
 
 
 ClusteringConfig = create_model("ClusteringConfig", __base__=_ClusteringBase,
-                                **_settings_fields(ClusteringSettings))
+                                **settings_fields(ClusteringSettings))
 
 
 class _ProbingData(_Section):
@@ -113,12 +99,12 @@ class _ProbingData(_Section):
     test_fraction: float = 0.1
 
     def lca_settings(self) -> LcaSettings:
-        return _library_values(self, LcaSettings, train=_library_values(self, TrainSettings))
+        return library_values(self, LcaSettings, train=library_values(self, TrainSettings))
 
 
 ProbingConfig = create_model("ProbingConfig", __base__=_ProbingData,
-                             **_settings_fields(LcaSettings, exclude=("train",)),
-                             **_settings_fields(TrainSettings))
+                             **settings_fields(LcaSettings, exclude=("train",)),
+                             **settings_fields(TrainSettings))
 
 
 class _ActivationClustersData(_Section):
@@ -132,21 +118,21 @@ class _ActivationClustersData(_Section):
     ablation_max_clusters: int | None = None  # seeded sample per clustering (None = all)
 
     def settings(self) -> ActivationClusterSettings:
-        return _library_values(self, ActivationClusterSettings)
+        return library_values(self, ActivationClusterSettings)
 
     def ablation_settings(self) -> AblationSettings:
-        return _library_values(self, AblationSettings, prefix="ablation_", seed=self.seed)
+        return library_values(self, AblationSettings, prefix="ablation_", seed=self.seed)
 
 
 ActivationClustersConfig = create_model(
     "ActivationClustersConfig", __base__=_ActivationClustersData,
-    **_settings_fields(ActivationClusterSettings),
-    **_settings_fields(AblationSettings, prefix="ablation_", exclude=("seed",)))
+    **settings_fields(ActivationClusterSettings),
+    **settings_fields(AblationSettings, prefix="ablation_", exclude=("seed",)))
 
 
 class UniversalityConfig(_Section):
-    """The universal-neurons study (Gurnee et al.): the study's model against other models
-    trained from other seeds on the same data (each a folder of checkpoints; its newest is used)."""
+    """The universal-neurons study (Gurnee et al.): the model against models trained from other
+    seeds on the same data (folders of checkpoints; the newest of each is used)."""
 
     other_models: list[str] = Field(default_factory=list)  # empty: the study does not run
     max_sentences: int = 1000  # first sentences of the train split, the same tokens for all
@@ -192,6 +178,7 @@ class StudyConfig(_Section):
     universality: UniversalityConfig = UniversalityConfig()
     modularity: ModularityConfig = ModularityConfig()
     agreement: AgreementConfig = AgreementConfig()
+    compute: ComputeConfig = ComputeConfig()
 
     @property
     def needs_model(self) -> bool:  # false for explanations from a table or the OpenAI layout

@@ -1,10 +1,13 @@
 """The study configuration's error messages and value rules: a pydantic error becomes one line
-that names the key (:func:`describe`); :func:`check_study` holds the rules a type cannot say."""
+that names the key (:func:`describe`); :func:`check_study` holds the rules a type cannot say;
+:func:`settings_fields` and :func:`library_values` carry a library's settings dataclass into a
+config section and back, so each default is written once, in the library."""
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from extract.activations import SITE_MLP, SITES
 from extract.lake import LakeError, safe_name
@@ -13,6 +16,30 @@ from extract.probe_data import REPRESENTATIVES, SYNTHETIC_TASKS
 
 class StudyConfigError(ValueError):
     """The study configuration file is missing, unreadable, or has unknown keys or wrong types."""
+
+
+def settings_fields(cls, *, prefix: str = "", exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields of library settings dataclass `cls` as pydantic fields, with its defaults
+    (tuples and sequences become lists, as YAML writes them), named `prefix` + field name."""
+    hints = get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        annotation = hints[f.name]
+        if get_origin(annotation) in (tuple, Sequence):
+            annotation, default = list[get_args(annotation)[0]], list(default)
+        out[prefix + f.name] = (annotation, Field(default))
+    return out
+
+
+def library_values(section: BaseModel, cls, *, prefix: str = "", **extra) -> Any:
+    """An instance of settings class `cls` from the section's fields named `prefix` + field."""
+    values = {f.name: getattr(section, prefix + f.name) for f in dataclasses.fields(cls)
+              if hasattr(section, prefix + f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values, **extra)
 
 
 _TYPE_NAMES = {"int_type": "int", "int_from_float": "int", "float_type": "float",

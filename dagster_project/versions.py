@@ -36,14 +36,16 @@ LIBRARIES = ("core", "extract", "models", "training")  # what computes the lake'
 # reads through an upstream table (the extraction's top contexts, say) comes with that table. An
 # asset may name the part it reads (the explanation study's explainer, embedding and clustering
 # steps each read one section, so a new clustering.k does not re-explain).
+# Every step that runs a model (or the embedding model) reads `compute`: a new dtype changes
+# results, and a new device may change them in the last bits.
 STUDY_SECTIONS = {
     "corpus": ("corpus",),
-    "activations": ("extraction",),
-    "explanation_clusters": ("explanations", "embedding", "clustering"),
-    "salient_neurons": ("probing",),
-    "activation_clusters": ("activation_clusters",),
-    "universal_neurons": ("universality",),
-    "modularity": ("modularity",),
+    "activations": ("extraction", "compute"),
+    "explanation_clusters": ("explanations", "embedding", "clustering", "compute"),
+    "salient_neurons": ("probing", "compute"),
+    "activation_clusters": ("activation_clusters", "compute"),
+    "universal_neurons": ("universality", "compute"),
+    "modularity": ("modularity", "compute"),
     "neuron_profile": ("agreement",),
 }
 

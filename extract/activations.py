@@ -27,6 +27,7 @@ import pyarrow as pa
 import torch
 
 from core.batching import pad_sequences
+from core.compute import device_of, to_host
 from extract.checkpoints import CheckpointError, check_loadable
 
 SITE_MLP = "mlp"
@@ -34,12 +35,13 @@ SITE_RESID = "resid"
 SITES = (SITE_MLP, SITE_RESID)
 
 
-def load_bridge(path: str | Path, trust_pickle: bool = False):
+def load_bridge(path: str | Path, trust_pickle: bool = False, *,
+                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """Load a local Hugging Face checkpoint folder through TransformerLens' TransformerBridge.
 
     The folder is checked first (:func:`extract.checkpoints.check_loadable`); then
-    ``TransformerBridge.boot_transformers`` loads it (never a hub name) on the CPU with
-    ``trust_remote_code`` off, in eval mode. Pickle weights, when trusted, are loaded by
+    ``TransformerBridge.boot_transformers`` loads it (never a hub name) onto `device` in `dtype`
+    (see :mod:`core.compute`) with ``trust_remote_code`` off, in eval mode. Pickle weights, when trusted, are loaded by
     transformers with ``torch.load(weights_only=True)`` and handed to the bridge. A tokenizer
     with more tokens than the model's embedding is refused.
     """
@@ -55,8 +57,9 @@ def load_bridge(path: str | Path, trust_pickle: bool = False):
                 else AutoModelForCausalLM)
         hf_model = auto.from_pretrained(folder, use_safetensors=False, trust_remote_code=False)
     try:
-        bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device="cpu",
-                                                     trust_remote_code=False, hf_model=hf_model)
+        bridge = TransformerBridge.boot_transformers(str(folder.resolve()), device=device,
+                                                     dtype=dtype, trust_remote_code=False,
+                                                     hf_model=hf_model)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {str(folder)!r} could not be loaded: {e}") from None
     if len(bridge.tokenizer) > bridge.cfg.d_vocab:
@@ -132,10 +135,10 @@ class _AllCaptured(Exception):
 
 
 def _capture_into(store: list, layer: int, keep: torch.Tensor, remaining: list[int]):
-    """A forward hook that stores the layer's activations at the `keep` positions in store[layer]
-    and, once `remaining[0]` hooks have all fired, ends the forward pass (:class:`_AllCaptured`)."""
+    """A forward hook that stores the layer's activations at the `keep` positions (a mask on the
+    model's device) in store[layer], on the host as float32, and, once `remaining[0]` hooks have all fired, ends the forward pass (:class:`_AllCaptured`)."""
     def capture(act, hook):
-        store[layer] = act.detach()[keep]
+        store[layer] = to_host(act.detach()[keep])
         remaining[0] -= 1
         if remaining[0] == 0:
             raise _AllCaptured
@@ -161,6 +164,7 @@ def stream_activations(
     key rows by (sentence_id, position), never by order.
     """
     tok = bridge.tokenizer
+    device = device_of(bridge)
     n_layers = bridge.cfg.n_layers
     names = {site: site_hook_names(site, n_layers) for site in sites}
     special = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
@@ -172,20 +176,22 @@ def stream_activations(
         chunk = by_length[start: start + batch_size]
         ids, real = pad_sequences([encoded[i] for i in chunk], pad)
         keep = real & ~torch.isin(ids, special)
+        keep_on_device = keep.to(device)
         captured = {site: [None] * len(hooks) for site, hooks in names.items()}
         remaining = [sum(map(len, names.values()))]
-        hooks = [(name, _capture_into(captured[site], layer, keep, remaining))
+        hooks = [(name, _capture_into(captured[site], layer, keep_on_device, remaining))
                  for site, site_names in names.items() for layer, name in enumerate(site_names)]
         try:
             with torch.no_grad():
-                bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=real.long())
+                bridge.run_with_hooks(ids.to(device), fwd_hooks=hooks,
+                                      attention_mask=real.long().to(device))
         except _AllCaptured:
             pass
         sid = torch.tensor([sentences[i][0] for i in chunk], dtype=torch.long)
         token_ids = ids[keep]
         sentence_ids = sid[:, None].expand_as(ids)[keep]
         positions = torch.arange(ids.shape[1])[None, :].expand_as(ids)[keep]
-        yield {site: ActivationBatch(torch.cat(acts, dim=-1).float(), token_ids, sentence_ids,
+        yield {site: ActivationBatch(torch.cat(acts, dim=-1), token_ids, sentence_ids,
                                      positions)
                for site, acts in captured.items()}
         if progress:

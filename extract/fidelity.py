@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from core.batching import pad_sequences
+from core.compute import device_of, to_host
 from extract.activations import SITE_RESID, encode, is_masked_lm, site_hook_names
 from extract.checkpoints import check_loadable
 
@@ -64,25 +65,26 @@ def reference_model(path: str | Path, bridge, trust_pickle: bool = False):
 def compare(bridge, reference, texts: Sequence[str],
             missing_weights: Sequence[str] = ()) -> Fidelity:
     """Run `texts` (framed like every study's sequences, cut to the context) through the bridge
-    and the reference model; compare logits, or the last hidden states when weights are missing
+    (on its device) and the reference model (on the CPU); compare logits, or the last hidden states when weights are missing
     (then the logits come from a random head in each, and differ by construction)."""
     tok = bridge.tokenizer
     seqs = [encode(tok, t)[: bridge.cfg.n_ctx] for t in texts]
     ids, real = pad_sequences(seqs, tok.pad_token_id if tok.pad_token_id is not None else 0)
     mask, n_tokens = real.long(), int(real.sum())
+    device = device_of(bridge)
     with torch.no_grad():
         if missing_weights:
             names = site_hook_names(SITE_RESID, bridge.cfg.n_layers)[: bridge.cfg.n_layers]
-            _, cache = bridge.run_with_cache(ids, attention_mask=mask,
+            _, cache = bridge.run_with_cache(ids.to(device), attention_mask=mask.to(device),
                                              names_filter=lambda name: name in names)
-            ours = torch.stack([cache[name] for name in names])
+            ours = to_host(torch.stack([cache[name] for name in names]))
             hidden = reference(input_ids=ids, attention_mask=mask,
                                output_hidden_states=True).hidden_states
             theirs = torch.stack(hidden[: bridge.cfg.n_layers])
             real = real.expand(len(names), *real.shape)
             compared = "hidden_states"
         else:
-            ours = bridge(ids, attention_mask=mask)
+            ours = to_host(bridge(ids.to(device), attention_mask=mask.to(device)))
             theirs = reference(input_ids=ids, attention_mask=mask).logits
             compared = "logits"
     diff = (ours.float() - theirs.float()).abs()[real]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from core.batching import pad_sequences
+from core.compute import device_of
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _mask_hook(keep: torch.Tensor, copies: int, fill: torch.Tensor | None):
     def hook(act, hook):
         b = act.shape[0] // copies
         k = keep.repeat_interleave(b, dim=0)[:, None, :].to(act.dtype)
-        return act * k if fill is None else act * k + (1 - k) * fill.to(act.dtype)
+        return act * k if fill is None else act * k + (1 - k) * fill.to(act.device, act.dtype)
     return hook
 
 
@@ -99,12 +100,13 @@ def target_losses(lm: LossSetup, data: EvalSet, runs: Sequence[NeuronSet],
     to `lm.fill`, or zero; an empty set = the unablated model), in nats. Runs are stacked along
     the batch, at most
     `max_rows` sequences per forward pass."""
-    ids, rows, predict_at, labels = _loss_inputs(data, lm.masked, lm.mask_id)
+    ids, rows, predict_at, labels = _loss_inputs(data, lm.masked, lm.mask_id,
+                                                 device_of(lm.bridge))
     per_pass = max(1, max_rows // ids.shape[0])
     losses: list[float] = []
     for start in range(0, len(runs), per_pass):
         group = runs[start: start + per_pass]
-        keep = torch.ones((len(lm.hook_names), len(group), lm.width))
+        keep = torch.ones((len(lm.hook_names), len(group), lm.width), device=ids.device)
         for r, run in enumerate(group):
             keep[torch.as_tensor(run.layers, dtype=torch.long), r,
                  torch.as_tensor(run.neurons, dtype=torch.long)] = 0
@@ -113,7 +115,8 @@ def target_losses(lm: LossSetup, data: EvalSet, runs: Sequence[NeuronSet],
                  for layer, name in enumerate(lm.hook_names) if (keep[layer] == 0).any()]
         with torch.no_grad():
             logits = lm.bridge.run_with_hooks(ids.repeat(len(group), 1), fwd_hooks=hooks,
-                                              attention_mask=data.real.long().repeat(len(group), 1))
+                                              attention_mask=data.real.long().to(ids.device)
+                                              .repeat(len(group), 1))
         b = ids.shape[0]
         for r in range(len(group)):
             picked = logits[r * b + rows, predict_at].float()
@@ -121,19 +124,22 @@ def target_losses(lm: LossSetup, data: EvalSet, runs: Sequence[NeuronSet],
     return losses
 
 
-def _loss_inputs(data: EvalSet, masked_lm: bool, mask_id: int | None):
-    """(input ids, target rows, positions whose logits predict the targets, target labels)."""
+def _loss_inputs(data: EvalSet, masked_lm: bool, mask_id: int | None, device: torch.device):
+    """(input ids, target rows, positions whose logits predict the targets, target labels), on
+    `device`."""
     ids = data.ids
     if masked_lm:
         if mask_id is None:
             raise ValueError("a masked language model needs the tokenizer's mask token")
         ids = ids.masked_fill(data.targets, mask_id)
     rows, cols = torch.nonzero(data.targets, as_tuple=True)
-    return ids, rows, (cols if masked_lm else cols - 1), data.ids[rows, cols]
+    return (ids.to(device), rows.to(device), (cols if masked_lm else cols - 1).to(device),
+            data.ids[rows, cols].to(device))
 
 
 def target_cross_entropy(lm: LossSetup, data: EvalSet) -> torch.Tensor:
     """The loss of :func:`target_losses` without ablation, as a differentiable tensor."""
-    ids, rows, predict_at, labels = _loss_inputs(data, lm.masked, lm.mask_id)
-    logits = lm.bridge(ids, attention_mask=data.real.long())
+    ids, rows, predict_at, labels = _loss_inputs(data, lm.masked, lm.mask_id,
+                                                 device_of(lm.bridge))
+    logits = lm.bridge(ids, attention_mask=data.real.long().to(ids.device))
     return torch.nn.functional.cross_entropy(logits[rows, predict_at].float(), labels)

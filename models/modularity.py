@@ -70,7 +70,7 @@ def gradient_similarity(weights: torch.nn.Parameter,
         weights.requires_grad_(requires)
     if not n:
         raise ValueError("no batch to accumulate gradients over")
-    return (total / n).numpy()
+    return (total / n).cpu().numpy()
 
 
 def _inside(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def enmeshment(weights: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> float
 def enmeshment_loss(weights: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
     """1 - E, differentiable in `weights` for fixed clusters: the share of squared weight mass
     between clusters."""
-    inside = torch.from_numpy(_inside(rows, cols))
+    inside = torch.from_numpy(_inside(rows, cols)).to(weights.device)
     w2 = weights.pow(2)
     return 1 - w2[inside].sum() / w2.sum()
 
@@ -105,7 +105,7 @@ def effective_circuit_size(weights: torch.Tensor, loss: Callable[[], float], *,
     n = order.numel()
 
     def pruned_loss(n_kept: int) -> float:
-        keep = torch.zeros(n, dtype=torch.bool)
+        keep = torch.zeros(n, dtype=torch.bool, device=weights.device)
         keep[order[:n_kept]] = True
         with torch.no_grad():
             weights.copy_(original * keep.view_as(original))
@@ -158,7 +158,7 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
     the class's circuit in `weights` (:func:`effective_circuit_size`, pruned in the order of
     the class's own attribution) within `tolerance`.
     Returns the rows of ``cluster_class_effect`` and ``effective_circuit_size``."""
-    w = weights.detach().double().numpy()
+    w = weights.detach().double().cpu().numpy()
     _, cols = bipartite_spectral_clusters(np.abs(w.T if transposed else w), k, seed)
     runs = [NO_NEURONS]
     for c in range(k):
@@ -177,7 +177,7 @@ def class_effects(lm: LossSetup, layer: int, weights: torch.nn.Parameter, transp
                      "loss_off": losses[1 + 2 * c], "loss_on": losses[2 + 2 * c]}
                     for c in range(k)]
         attribution = weights.detach().abs() * torch.from_numpy(gradient_similarity(
-            weights, [lambda: target_cross_entropy(lm, data)])).to(weights.dtype)
+            weights, [lambda: target_cross_entropy(lm, data)])).to(weights.device, weights.dtype)
         fraction, base, pruned = effective_circuit_size(
             weights, lambda: target_losses(lm, data, [NO_NEURONS])[0],
             scores=attribution, tolerance=tolerance,

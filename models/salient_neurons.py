@@ -64,15 +64,16 @@ class Probes:
                  chunk: int = 4096) -> np.ndarray:
         """Accuracy of each probe on (x, y). `keep` (G, D) bool zeroes every other feature of
         probe g (the paper's ablation: activations of the other neurons set to zero)."""
-        w = self.weight if keep is None else self.weight * keep[:, :, None].to(self.weight.dtype)
+        w = self.weight if keep is None else \
+            self.weight * keep[:, :, None].to(self.weight.device, self.weight.dtype)
         g, d, t = w.shape
         flat = w.permute(1, 0, 2).reshape(d, g * t)
-        correct = torch.zeros(g, dtype=torch.long)
+        correct = torch.zeros(g, dtype=torch.long, device=w.device)
         for start in range(0, x.shape[0], chunk):
             xb = x[start: start + chunk].float()
             pred = ((xb @ flat).view(-1, g, t) + self.bias).argmax(-1)  # (B, G)
             correct += (pred == y[start: start + chunk, None]).sum(0)
-        return (correct.double() / max(1, x.shape[0])).numpy()
+        return (correct.double() / max(1, x.shape[0])).cpu().numpy()
 
 
 def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Sequence[float],
@@ -83,7 +84,9 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Seque
     Every probe starts from the same seeded initialisation (uniform +-1/sqrt(D), as
     ``torch.nn.Linear``) and sees the same seeded mini-batch order. The G weight matrices are
     stored side by side (D, G * T), so a mini-batch costs one matrix product for all probes.
-    Features may be stored in float16; each mini-batch is computed in float32.
+    Features may be stored in float16; each mini-batch is computed in float32, on the device
+    `x` is on (the initialisation and the batch order are drawn on the CPU, so they are the same
+    on every device).
     """
     if len(lambda1) != len(lambda2):
         raise ValueError("train_probes: lambda1 and lambda2 must have the same length")
@@ -94,14 +97,15 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Seque
     bound = 1.0 / math.sqrt(d)
     w0 = (torch.rand(d, n_labels, generator=gen) * 2 - 1) * bound
     b0 = (torch.rand(n_labels, generator=gen) * 2 - 1) * bound
-    w = w0[:, None, :].expand(d, g, n_labels).clone().requires_grad_(True)  # (D, G, T)
-    b = b0.expand(g, n_labels).clone().requires_grad_(True)
-    l1 = torch.tensor(lambda1, dtype=torch.float32)
-    l2 = torch.tensor(lambda2, dtype=torch.float32)
-    m = None if masks is None else masks.T[:, :, None].float()  # (D, G, 1)
+    device = x.device
+    w = w0[:, None, :].expand(d, g, n_labels).to(device).clone().requires_grad_(True)  # (D, G, T)
+    b = b0.expand(g, n_labels).to(device).clone().requires_grad_(True)
+    l1 = torch.tensor(lambda1, dtype=torch.float32, device=device)
+    l2 = torch.tensor(lambda2, dtype=torch.float32, device=device)
+    m = None if masks is None else masks.T[:, :, None].to(device, torch.float32)  # (D, G, 1)
     opt = torch.optim.Adam([w, b], lr=settings.learning_rate)
     for _ in range(settings.epochs):
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)
         for start in range(0, n, settings.batch_size):
             idx = perm[start: start + settings.batch_size]
             wm = w if m is None else w * m
@@ -209,7 +213,7 @@ class ProbeData:
 
     def columns(self, keep: np.ndarray) -> ProbeData:
         """The same data restricted to the neurons `keep` (for retraining on a subset)."""
-        k = torch.as_tensor(np.asarray(keep, dtype=np.int64))
+        k = torch.as_tensor(np.asarray(keep, dtype=np.int64), device=self.x_train.device)
         return ProbeData(self.x_train[:, k], self.y_train, self.x_dev[:, k], self.y_dev,
                          self.x_test[:, k], self.y_test, self.n_labels)
 
@@ -247,7 +251,7 @@ def grid_search(data: ProbeData, lambdas: Sequence[float] = PAPER_LAMBDAS,
     probes = train_probes(data.x_train, data.y_train, data.n_labels, l1s, lambda2=l2s,
                           settings=settings)
     current = probes.accuracy(data.x_dev, data.y_dev)
-    rankings = [neuron_ranking(probes.weight[g].numpy(), ranking_step) for g in range(len(pairs))]
+    rankings = [neuron_ranking(probes.weight[g].cpu().numpy(), ranking_step) for g in range(len(pairs))]
     top = torch.stack([keep_mask(r.order[:m], d) for r in rankings])
     bottom = torch.stack([keep_mask(r.order[d - m:], d) for r in rankings])
     both = torch.cat([top, bottom])
@@ -382,7 +386,7 @@ def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
     m = n_of_percent(s.top_percent, d)
     m_percent = 100 * m / d
     masked = {"top": order[:m], "bottom": order[d - m:],
-              "weight_magnitude": weight_magnitude_order(oracle.weight[0].numpy())[:m]}
+              "weight_magnitude": weight_magnitude_order(oracle.weight[0].cpu().numpy())[:m]}
     for selection, keep in masked.items():
         acc = oracle.accuracy(data.x_test, data.y_test, keep_mask(keep, d)[None])[0]
         row("task", selection, "masked", m_percent, n=m, accuracy=acc)
@@ -407,7 +411,7 @@ def analyse_task(task: str, data: ProbeData, control: tuple[torch.Tensor, ...],
         "labels", "selection", "mode", "percent", "n_neurons", "seed", "accuracy"])
 
     threshold = grid.ranking.entry_threshold
-    weight = oracle.weight[0].numpy()
+    weight = oracle.weight[0].cpu().numpy()
     neuron_ranking_df = pl.DataFrame({
         "feature": order, "rank": np.arange(1, d + 1),
         "mass_threshold": threshold[order],
@@ -452,11 +456,12 @@ def accuracy_rows_per_task(n_random: int) -> int:
 
 
 def run_lca(labels: pl.DataFrame, keys: pl.DataFrame, features: torch.Tensor, d_per_layer: int,
-            *, settings: LcaSettings = LcaSettings(),
+            *, settings: LcaSettings = LcaSettings(), device: str | torch.device = "cpu",
             log: Callable[[str], None] = lambda _: None) -> dict[str, pl.DataFrame]:
     """:func:`analyse_task` for every task of `labels` (the ``probe_labels`` table: sentence_id,
     word_index, word, split, task, label) on `features`, whose rows are `keys` (sentence_id,
-    word_index) and whose columns are the neurons of all layers, `d_per_layer` per layer.
+    word_index) and whose columns are the neurons of all layers, `d_per_layer` per layer. The
+    probes train on `device` (each split's features and labels are moved there).
 
     Label ids follow the sorted label names, so they never change between runs. Returns the
     concatenated frames with the feature index turned into (layer, neuron).
@@ -474,8 +479,9 @@ def run_lca(labels: pl.DataFrame, keys: pl.DataFrame, features: torch.Tensor, d_
             sel = (rows["split"] == split).to_numpy()
             if not sel.any():
                 raise ValueError(f"probing task {task!r}: the {split} split has no words")
-            parts[split] = (features[torch.from_numpy(rows["row"].to_numpy().astype(np.int64)[sel])],
-                            torch.from_numpy(ids[sel]), torch.from_numpy(control[sel]))
+            row = torch.from_numpy(rows["row"].to_numpy().astype(np.int64)[sel])
+            parts[split] = tuple(t.to(device) for t in (features[row], torch.from_numpy(ids[sel]),
+                                                        torch.from_numpy(control[sel])))
         data = ProbeData(*parts["train"][:2], *parts["dev"][:2], *parts["test"][:2], len(names))
         frames = analyse_task(task, data, tuple(parts[s][2] for s in ("train", "dev", "test")),
                               names, settings=settings, log=log)

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 NWH = str(Path(sys.executable).parent / "nwh")
 
 
@@ -62,6 +65,16 @@ def test_run_with_an_empty_text_corpus(tmp_path, tiny_checkpoints):
     out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
     assert out.returncode == 1
     assert "is empty" in out.stderr and "texts" in out.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_run_on_a_device_this_machine_lacks_names_the_setting(tmp_path, tiny_checkpoints):
+    (tmp_path / "s.yaml").write_text(
+        f"model: m\ncheckpoints: {tiny_checkpoints}\ncompute: {{device: cuda}}\n")
+    out = _nwh("run", "--config", str(tmp_path / "s.yaml"), home=tmp_path / "home")
+    assert out.returncode == 1
+    assert "compute.device: 'cuda' is not available on this machine" in out.stderr
+    assert not (tmp_path / "home" / "lake").exists()  # stopped before anything ran
 
 
 def test_ui_binds_loopback_unless_told_otherwise():

@@ -51,7 +51,7 @@ def activation_clustering(context: dg.AssetExecutionContext, nwh: NwhResource):
         opened.log("activation clusters skipped: activation_clusters.enabled is false")
     else:
         bridge = opened.bridge()
-        embeddings = bridge.W_E.detach().double().numpy()
+        embeddings = bridge.W_E.detach().double().cpu().numpy()
         token_means = opened.read("neuron_token_means")
         parts = {t: [] for t in frames}
         for site in cfg.sites:

@@ -58,7 +58,7 @@ def checkpoint_fidelity(context: dg.AssetExecutionContext,
                         nwh: NwhResource) -> dg.MaterializeResult:
     opened = open_partition(context, nwh)
     folder = checkpoint_folder(opened.study, opened.checkpoint)
-    bridge = opened.bridge()
+    bridge = opened.bridge(dtype=torch.float32)  # the conversion is checked, not the dtype
     reference, missing = reference_model(folder, bridge,
                                          opened.study.extraction.trust_pickle_checkpoints)
     texts = [text for _, text in _train(opened)[:FIDELITY_SENTENCES]]

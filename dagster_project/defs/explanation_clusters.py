@@ -72,7 +72,7 @@ def _read_explanations(opened: Opened) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 @partitioned_multi_asset(lake_specs(STUDY, _EXPLANATIONS, ["neuron_token_means", "corpus"],
-                                    sections=["explanations"]))
+                                    sections=["explanations", "compute"]))
 def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
     opened = open_partition(context, nwh)
     df, rejects = _read_explanations(opened)
@@ -91,7 +91,7 @@ def explanations(context: dg.AssetExecutionContext, nwh: NwhResource):
 @partitioned_asset("explanation_embeddings", STUDY, ["explanations"],
                    "Unit-length sentence embedding of each neuron's explanation (embedded "
                    "all-MiniLM-L6-v2 by default); identical texts are embedded once.",
-                   sections=["embedding"])
+                   sections=["embedding", "compute"])
 def explanation_embeddings(context: dg.AssetExecutionContext,
                            nwh: NwhResource) -> dg.MaterializeResult:
     opened = open_partition(context, nwh)
@@ -99,7 +99,8 @@ def explanation_embeddings(context: dg.AssetExecutionContext,
     texts = df["explanation"].to_list()
     opened.log(f"embedding {len(texts)} explanations ({len(set(texts))} distinct)")
     cfg = opened.study.embedding
-    vectors = embed_texts(load_embedder(cfg.model), texts, cfg.batch_size)
+    device = opened.study.compute.settings().torch_device()
+    vectors = embed_texts(load_embedder(cfg.model, device), texts, cfg.batch_size)
     out = df.select("layer", "neuron").with_columns(pl.Series("embedding", list(vectors)))
     return next(write_tables(opened, {"explanation_embeddings": out}, {"explanation_embeddings": {
         "dimensions": int(vectors.shape[1]), "distinct_texts": len(set(texts))}}, multi=False))

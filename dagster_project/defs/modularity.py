@@ -53,7 +53,7 @@ def _mlp_matrices(bridge, lm: LossSetup | None, heldout: list[list[int]], opened
     cfg = opened.study.modularity
     batches = gradient_losses(lm, heldout, cfg.max_sentences, cfg.seed) if lm else []
     for layer in range(bridge.cfg.n_layers):
-        w_in = bridge.W_in[layer].detach().double().numpy()
+        w_in = bridge.W_in[layer].detach().double().cpu().numpy()
         yield {"layer": layer, "matrix": "mlp_in", "similarity": "weight"}, w_in, None, 1
         if lm:
             param, transposed = mlp_input_weight(bridge, layer)
@@ -61,7 +61,7 @@ def _mlp_matrices(bridge, lm: LossSetup | None, heldout: list[list[int]], opened
             yield ({"layer": layer, "matrix": "mlp_in", "similarity": "gradient"}, w_in,
                    grads.T if transposed else grads, 1)
         yield ({"layer": layer, "matrix": "mlp_out", "similarity": "weight"},
-               bridge.W_out[layer].detach().double().numpy(), None, 0)
+               bridge.W_out[layer].detach().double().cpu().numpy(), None, 0)
 
 
 @partitioned_multi_asset(lake_specs(STUDY, _DESCRIPTIONS, ["corpus", "checkpoint_fidelity"]))

@@ -114,7 +114,7 @@ def salient_neurons(context: dg.AssetExecutionContext, nwh: NwhResource):
             (pl.col("site") == site) & (pl.col("layer") == 0)).height
         frames = run_lca(opened.read("probe_labels"), feats.select("sentence_id", "word_index"),
                          matrix, width, settings=opened.study.probing.lca_settings(),
-                         log=opened.log)
+                         device=opened.study.compute.settings().torch_device(), log=opened.log)
     yield from write_tables(opened, {t: frames[t].with_columns(pl.lit(site).alias("site"))
                                      for t in _LCA})
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
+import torch
 
 from dagster_project.partitions import checkpoints_partitions, parse_partition_key
 from dagster_project.resources import NwhResource
@@ -79,10 +80,15 @@ class Opened:
         checkpoint = None if table in lake.CORPUS_TABLES else self.checkpoint
         return lake.read_table(self.nwh.lake, table, self.model, checkpoint)
 
-    def bridge(self, checkpoint: str | None = None):
-        """The TransformerLens bridge of a checkpoint of the study (default: this partition's)."""
-        return load_bridge(checkpoint_folder(self.study, checkpoint or self.checkpoint),
-                           self.study.extraction.trust_pickle_checkpoints)
+    def bridge(self, checkpoint: str | None = None, folder: Path | None = None,
+               dtype: torch.dtype | None = None):
+        """The TransformerLens bridge of a checkpoint of the study (default: this partition's)
+        or of a checkpoint `folder`, on the study's ``compute`` device, in its dtype unless
+        `dtype` says otherwise."""
+        compute = self.study.compute.settings()
+        return load_bridge(folder or checkpoint_folder(self.study, checkpoint or self.checkpoint),
+                           self.study.extraction.trust_pickle_checkpoints,
+                           device=compute.torch_device(), dtype=dtype or compute.torch_dtype())
 
     def heldout_ids(self, bridge) -> list[list[int]]:
         """The corpus's held-out sentences as the model's token ids, framed and cut to its

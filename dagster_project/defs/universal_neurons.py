@@ -11,7 +11,7 @@ from dagster_project.defs.shared import (Opened, empty, lake_checks, open_partit
                                          partitioned_asset, preview, report_asset, write_tables)
 from dagster_project.resources import NwhResource
 from dagster_project.study import StudyConfig
-from extract.activations import SITE_MLP, load_bridge, paired_activations, site_shape
+from extract.activations import SITE_MLP, paired_activations, site_shape
 from extract.checkpoints import find_checkpoints
 from extract.corpus import sentences
 from models.universal_neurons import cached, neuron_stability as stability_against
@@ -55,7 +55,7 @@ def neuron_universality(context: dg.AssetExecutionContext,
         bridge = opened.bridge()
         for folder in cfg.other_models:
             name, path = find_checkpoints(folder)[-1]
-            other = load_bridge(path, opened.study.extraction.trust_pickle_checkpoints)
+            other = opened.bridge(folder=path)
             if site_shape(other, SITE_MLP) != site_shape(bridge, SITE_MLP):
                 raise dg.Failure(f"universality: {folder!r} has {site_shape(other, SITE_MLP)} MLP "
                                  f"neurons (layers, width), the study's model "

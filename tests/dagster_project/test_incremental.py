@@ -135,10 +135,12 @@ def test_a_run_killed_mid_step_resumes_from_what_it_completed(copied, tmp_path):
 
 
 def test_each_explanation_step_reads_only_its_own_section():
-    """A new clustering.k must not re-run the explainer or the embedding (seen on the demo)."""
+    """A new clustering.k must not re-run the explainer or the embedding (seen on the demo);
+    the two steps that run a model also read `compute`."""
     graph = AssetGraph.from_assets(all_assets)
     sections = {key: {p.path[1] for p in graph.get(dg.AssetKey(["lake", key])).parent_keys
                       if p.path[0] == "config"}
                 for key in ("explanations", "explanation_embeddings", "clusterings")}
-    assert sections == {"explanations": {"explanations"}, "explanation_embeddings": {"embedding"},
+    assert sections == {"explanations": {"explanations", "compute"},
+                        "explanation_embeddings": {"embedding", "compute"},
                         "clusterings": {"clustering"}}

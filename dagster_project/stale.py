@@ -5,6 +5,7 @@ closed over what depends on them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 import dagster as dg
 # Dagster has no public call for an asset's stale status outside the UI; this is the resolver
@@ -17,11 +18,17 @@ from dagster._time import get_current_datetime
 from dagster_project.studies import all_assets
 
 
-def stale_assets(instance: dg.DagsterInstance, assets: Sequence[dg.AssetsDefinition],
-                 keys: Sequence[dg.AssetKey], partition_key: str) -> dict[dg.AssetKey, str]:
+@cache
+def asset_graph() -> AssetGraph:
+    """The graph of every registered asset, built once per process."""
+    return AssetGraph.from_assets(all_assets)
+
+
+def stale_assets(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey],
+                 partition_key: str) -> dict[dg.AssetKey, str]:
     """Each of `keys` that is stale or missing for `partition_key` (unpartitioned assets: as a
     whole), with why: 'missing' or its stale causes."""
-    graph = AssetGraph.from_assets(assets)
+    graph = asset_graph()
     view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(),
                                                            last_event_id=None),
                           instance=instance, asset_graph=graph)
@@ -39,13 +46,12 @@ def stale_assets(instance: dg.DagsterInstance, assets: Sequence[dg.AssetsDefinit
     return found
 
 
-def with_downstream(assets: Sequence[dg.AssetsDefinition], start: set[dg.AssetKey],
-                    within: set[dg.AssetKey]) -> set[dg.AssetKey]:
+def with_downstream(start: set[dg.AssetKey], within: set[dg.AssetKey]) -> set[dg.AssetKey]:
     """`start` and everything in `within` downstream of it; an asset that computes several keys
     at once (a multi-asset that cannot subset, the dbt build that publishes one warehouse file)
     is taken whole."""
-    graph = AssetGraph.from_assets(assets)
-    whole = [set(a.keys) for a in assets
+    graph = asset_graph()
+    whole = [set(a.keys) for a in all_assets
              if isinstance(a, dg.AssetsDefinition) and len(a.keys) > 1]
     selected = set(start) & within
     while True:
@@ -64,5 +70,5 @@ def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key
     (:func:`dagster_project.defs.sources.record_versions`)."""
     if everything:
         return selected, {}
-    stale = stale_assets(instance, all_assets, sorted(selected), key)
-    return with_downstream(all_assets, set(stale), selected), stale
+    stale = stale_assets(instance, sorted(selected), key)
+    return with_downstream(set(stale), selected), stale

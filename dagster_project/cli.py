@@ -51,14 +51,14 @@ def train(home: Path, out: Path | None, seed: int, steps: int, *, n_sentences: i
 
 
 def run(home: Path, study_file: str, checkpoint: str | None, workers: int = 1, *,
-        wait: bool = True, everything: bool = False) -> Path:
+        wait: bool = True, everything: bool = False, executor: str = "multiprocess") -> Path:
     from dagster_project.home import run_lock
     from dagster_project.runner import run_study
 
     started = time.time()
     with run_lock(home, wait=wait):
-        outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "",
-                            checkpoint, workers=workers, everything=everything, say=print)
+        outcome = run_study(home, str(Path(study_file).resolve()) if study_file else "", checkpoint,
+                            workers=workers, executor=executor, everything=everything, say=print)
     print(f"materialized {len(outcome.materialized)} assets of partition {outcome.partition_key} "
           f"in {time.time() - started:.0f} s ({len(outcome.skipped)} up to date)")
     return outcome.warehouse
@@ -165,9 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", help="materialize the study described by a YAML file")
     p.add_argument("--config", required=True, help="study YAML file")
     p.add_argument("--checkpoint", help="checkpoint name (default: the newest)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="extract the corpus shards in this many parallel processes (the "
-                        "multiprocess executor; default 1: everything in one process)")
+    p.add_argument("--workers", type=int, default=1, help="extract the corpus shards in this "
+                   "many parallel processes (default 1: everything in one process)")
+    p.add_argument("--executor", choices=["multiprocess", "celery"], default="multiprocess",
+                   help="celery: the extraction shards on Celery workers (docs/cluster.md)")
     p.add_argument("--all", action="store_true", dest="everything", help="materialize every "
                    "asset (default: the stale and missing ones and what depends on them)")
     p.add_argument("--no-wait", action="store_true",
@@ -214,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             demo(home)
         elif args.command == "train":
-            modular = None if args.modular_layer is None else {
-                "modular_layer": args.modular_layer, "modular_k": args.modular_k,
-                "modular_lambda": args.modular_lambda, "modular_warmup": args.modular_warmup}
+            modular = None if args.modular_layer is None else {k: getattr(args, k) for k in (
+                "modular_layer", "modular_k", "modular_lambda", "modular_warmup")}
             out = args.out or home / "checkpoints" / ("demo-modular" if modular else "demo")
             for seed in args.seeds or [args.seed]:
                 train(home, out.with_name(f"{out.name}-seed{seed}") if args.seeds else out, seed,
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                       modular=modular)
         elif args.command == "run":
             run(home, args.config, args.checkpoint, args.workers, wait=not args.no_wait,
-                everything=args.everything)
+                everything=args.everything, executor=args.executor)
         elif args.command == "query":
             print(query(home, args.sql, args.format))
         elif args.command == "explanations":

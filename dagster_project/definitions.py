@@ -10,7 +10,7 @@ from dagster_dbt import DbtCliResource
 
 from dagster_project.defs import warehouse
 from dagster_project.home import default_home, default_lake
-from dagster_project.jobs import extraction_shards_job, main_job
+from dagster_project.jobs import extraction_shards_celery_job, extraction_shards_job, main_job
 from dagster_project.resources import NwhResource
 from dagster_project.sensors import checkpoint_sensor, daily_refresh
 from dagster_project.studies import all_assets, all_checks
@@ -29,10 +29,16 @@ def resources(home: str | None = None, study_file: str | None = None,
 
 
 defs = dg.Definitions(assets=all_assets, asset_checks=all_checks,
-                      jobs=[main_job, extraction_shards_job], sensors=[checkpoint_sensor],
+                      jobs=[main_job, extraction_shards_job,
+                            extraction_shards_celery_job], sensors=[checkpoint_sensor],
                       schedules=[daily_refresh], resources=resources())
 
 
 def extraction_shards_job_def() -> dg.JobDefinition:
     """The resolved extraction job, for `dg.reconstructable` (its steps run in other processes)."""
     return defs.resolve_job_def(extraction_shards_job.name)
+
+
+def extraction_shards_celery_job_def() -> dg.JobDefinition:
+    """The resolved Celery extraction job, for `dg.reconstructable` (the workers rebuild it)."""
+    return defs.resolve_job_def(extraction_shards_celery_job.name)

@@ -22,6 +22,39 @@ def default_lake() -> str:
     return os.environ.get("NWH_LAKE_URL", "")
 
 
+INSTANCE_SETTINGS = {
+    # One run at a time: each run uses both cores, and runs queue behind each other.
+    "run_queue": {"max_concurrent_runs": 1},
+    # A run interrupted by its worker's end (`nwh ui` stopped mid-run: "execution was interrupted
+    # unexpectedly") is re-executed from the step that failed when the daemon is back; a step
+    # that failed on its own is not (it would fail again).
+    "run_retries": {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False},
+    # Runs stuck starting or cancelling are failed (and so retried) by the daemon.
+    "run_monitoring": {"enabled": True, "start_timeout_seconds": 300,
+                       "cancel_timeout_seconds": 300, "poll_interval_seconds": 30},
+}
+# The instance's runs, events and schedules in PostgreSQL (dagster-postgres), for Celery workers
+# and other hosts; the URL is read from the environment by every process that opens the instance.
+POSTGRES_STORAGE = {"postgres": {"postgres_url": {"env": "NWH_POSTGRES_URL"}}}
+
+
+def write_instance_config(home: Path, *, postgres: bool = False) -> Path:
+    """The Dagster instance folder ``<home>/dagster``, its ``dagster.yaml`` given each of
+    :data:`INSTANCE_SETTINGS` it does not set already (and the PostgreSQL storage with
+    `postgres`, where it names no storage)."""
+    import yaml
+
+    dagster_home = Path(home) / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    settings = (yaml.safe_load(config.read_text()) if config.exists() else None) or {}
+    wanted = {**INSTANCE_SETTINGS, **({"storage": POSTGRES_STORAGE} if postgres else {})}
+    missing = {key: value for key, value in wanted.items() if key not in settings}
+    if missing:
+        config.write_text(yaml.safe_dump({**settings, **missing}, sort_keys=False))
+    return dagster_home
+
+
 @contextmanager
 def run_lock(home: Path, *, wait: bool = True, say=print) -> Iterator[None]:
     """One `nwh run` per home at a time: an exclusive lock on ``<home>/run.lock`` (flock, released

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench soak ui clean
+.PHONY: setup demo test cluster-test bench soak ui clean
 
 # (Re)install only when the pins or the package metadata change. torch==2.13.0 is first in
 # requirements.txt and installed in the same resolution, so nothing can upgrade it.
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# The study on Celery workers with a Redis broker and a PostgreSQL instance (Debian's
+# redis-server and postgresql): real servers on free local ports, stopped by PID (docs/cluster.md).
+cluster-test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/cluster -o addopts="-ra"
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts=""

@@ -16,14 +16,14 @@ main_job = dg.define_asset_job("main_job", selection=dg.AssetSelection.all(inclu
                                            "checkpoint observed, corpus, extraction, "
                                            "explanations, clustering, the dbt warehouse, reports.")
 
-_EXTRACTION = dg.AssetSelection.assets([*LAKE, "corpus"], [*LAKE, "checkpoint_fidelity"],
-                                      *SHARD_KEYS)
+EXTRACTION_ASSETS = dg.AssetSelection.assets(
+    [*LAKE, "corpus"], [*LAKE, "checkpoint_fidelity"], *SHARD_KEYS)
 
 # One process per step, forked from a server that has imported the definitions once (a step still
 # costs ~10 s: Dagster rebuilds the job in it); `nwh run --workers N` sets max_concurrent to N.
 extraction_shards_job = dg.define_asset_job(
     "extraction_shards_job",
-    selection=_EXTRACTION,
+    selection=EXTRACTION_ASSETS,
     executor_def=dg.multiprocess_executor,
     config={"execution": {"config": {
         "max_concurrent": len(SHARD_KEYS),
@@ -36,6 +36,6 @@ extraction_shards_job = dg.define_asset_job(
 # The same steps on Celery workers (docs/cluster.md): `nwh run --executor celery` configures the
 # executor from deploy/celery.yaml, the file the workers are started on.
 extraction_shards_celery_job = dg.define_asset_job(
-    "extraction_shards_celery_job", selection=_EXTRACTION, executor_def=celery_executor,
+    "extraction_shards_celery_job", selection=EXTRACTION_ASSETS, executor_def=celery_executor,
     description="The corpus, the checkpoint's fidelity check and every extraction shard of one "
                 "checkpoint, each step a task for the Celery workers (deploy/celery.yaml).")

@@ -106,7 +106,7 @@ def extract_in_parallel(home: Path, study_file: str, key: str, instance: dg.Dags
             run_id, failed = result.run_id, [e.message for e in result.all_events if e.is_failure]
         if attempt == retries or not _interrupted(instance, run_id):
             raise RuntimeError(f"parallel extraction of {key} failed: {failed[:3]}")
-        options = {"reexecution_options": dg.ReexecutionOptions.from_failure(run_id, instance)}
+        options["reexecution_options"] = dg.ReexecutionOptions.from_failure(run_id, instance)
 
 
 def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *,
@@ -123,6 +123,10 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
     run_resources = resources(str(home), study_file)
     study = run_resources["nwh"].study()
     study.compute.settings().torch_device()  # an unavailable device stops it before it starts
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r} is not one of {EXECUTORS}")
+    if executor == "celery":
+        _celery_execution()  # so do missing servers
     name = checkpoint_to_run(study, checkpoint)
     key = partition_key(study.model, name)
     instance = instance or instance_for(home)
@@ -140,8 +144,6 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
         say(f"up to date, not run ({len(skipped)}): {', '.join(skipped)}")
     if not selected:
         return RunOutcome(key, Path(home) / "warehouse.duckdb", True, {}, version, [], skipped)
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor {executor!r} is not one of {EXECUTORS}")
     if (workers > 1 or executor == "celery") and selected & set(SHARD_KEYS):
         extract_in_parallel(home, study_file, key, instance, workers=workers, executor=executor)
         selected -= {*SHARD_KEYS, lake_key("corpus"), lake_key("checkpoint_fidelity")}

@@ -77,6 +77,16 @@ def test_run_on_a_device_this_machine_lacks_names_the_setting(tmp_path, tiny_che
     assert not (tmp_path / "home" / "lake").exists()  # stopped before anything ran
 
 
+def test_celery_without_its_servers_names_what_is_missing(tmp_path, tiny_checkpoints):
+    (tmp_path / "s.yaml").write_text(f"model: m\ncheckpoints: {tiny_checkpoints}\n")
+    out = _nwh("run", "--config", str(tmp_path / "s.yaml"), "--executor", "celery",
+               home=tmp_path / "home")
+    assert out.returncode == 1
+    assert ("--executor celery needs NWH_POSTGRES_URL, NWH_CELERY_BROKER, NWH_CELERY_BACKEND set"
+            in out.stderr)
+    assert not (tmp_path / "home" / "lake").exists()  # stopped before anything ran
+
+
 def test_ui_binds_loopback_unless_told_otherwise():
     from dagster_project.cli import build_parser
 

@@ -94,10 +94,21 @@ from dagster_project.runner import extract_in_parallel, instance_for
 from extract.checkpoints import find_checkpoints
 
 home, study, checkpoints, workers, threads = sys.argv[1:4] + [int(v) for v in sys.argv[4:6]]
+executor = sys.argv[6] if len(sys.argv) > 6 else "multiprocess"  # or celery, or in_process
 instance = instance_for(home)
 key = partition_key("bench", find_checkpoints(checkpoints)[-1][0])
 instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
-extract_in_parallel(home, study, key, instance, workers=workers, torch_threads=threads)
+if executor == "in_process":  # what `nwh run` does without --workers: one process, no forks
+    import torch
+    from dagster_project.definitions import resources
+    from dagster_project.jobs import EXTRACTION_ASSETS
+    from dagster_project.studies import all_assets, all_checks
+    torch.set_num_threads(threads)
+    dg.materialize([*all_assets, *all_checks], selection=EXTRACTION_ASSETS, partition_key=key,
+                   resources=resources(home, study), instance=instance, raise_on_error=True)
+else:
+    extract_in_parallel(home, study, key, instance, workers=workers, torch_threads=threads,
+                        executor=executor)
 run = instance.get_runs(limit=1)[0]
 events = [e for e in instance.all_logs(run.run_id) if e.dagster_event]
 shard = [e for e in events if (e.step_key or "").startswith("shards__")]
@@ -112,8 +123,8 @@ print(json.dumps({
 """
 
 
-def _median_run(args: list[str], runs: int) -> dict:
-    samples = [json.loads(subprocess.run([sys.executable, "-c", *args], check=True, env=ENV,
+def _median_run(args: list[str], runs: int, env: dict | None = None) -> dict:
+    samples = [json.loads(subprocess.run([sys.executable, "-c", *args], check=True, env=env or ENV,
                                          capture_output=True, text=True).stdout.splitlines()[-1])
                for _ in range(runs)]
     return {k: statistics.median(s[k] for s in samples) for k in samples[0]}

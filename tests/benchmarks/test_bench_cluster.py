@@ -44,8 +44,8 @@ def test_extraction_on_1_and_2_celery_workers(models, tmp_path):  # noqa: F811
     rows = [f"| {name} | {r['run_s']:.1f} s | {base['run_s'] / r['run_s']:.2f}x | "
             f"{r['shards_s']:.1f} s | {r['steps_s']:.1f} s |" for name, r in results.items()]
     print(write_section("Extraction on Celery workers (tests/benchmarks/test_bench_cluster.py)", (
-        "The extraction job of one checkpoint (corpus, fidelity gate and their checks, 2 shards "
-        f"of {SCALE_SENTENCES * 4 // 5:,} train sentences on the GPT-2-small-shaped model): in "
+        "The extraction job of one checkpoint (corpus, fidelity gate and their checks, "
+        f"{SCALE_SENTENCES * 4 // 5:,} train sentences in 2 shards, GPT-2-small-shaped model): in "
         "one process, then on 1 and 2 Celery workers (`nwh run --executor celery`; PostgreSQL "
         "instance, Redis broker, each worker a separate process with one pool process and "
         f"cores / workers torch threads; all on this one {CORES}-core machine, so 2 workers share "

@@ -93,6 +93,9 @@ def main() -> int:
              and r.status.value in ("SUCCESS", "FAILURE", "CANCELED")), None), 900)
     finally:
         _stop(ui)
+    # read again: the run is STARTED until the daemon's run monitoring, back with `nwh ui`, finds
+    # its worker gone and marks it FAILURE (then retries it)
+    interrupted = instance.get_run_by_id(first.run_id)
     redone = done_before & _materialized(instance, retry.run_id)
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         checkpoints = {r[0] for r in con.execute("select distinct checkpoint from dim_neurons").fetchall()}

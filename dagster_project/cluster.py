@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from dagster_project.home import REPO_ROOT, write_instance_config
 
@@ -81,9 +82,15 @@ def start_postgres(folder: Path, port: int) -> subprocess.Popen:
                                "-c", "fsync=off"], stdout=subprocess.DEVNULL,
                               stderr=open(folder / "server.log", "w"), **as_user)
     _wait("PostgreSQL", lambda: _answers(port, b"\0\0\0\x08\x04\xd2\x16\x2f", b"N"), 60, server)
-    subprocess.run([_postgres_program("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-                    "nwh", "dagster"], check=True, capture_output=True)
+    create_database(port, "dagster")
     return server
+
+
+def create_database(port: int, name: str) -> str:
+    """An empty database `name` owned by `nwh` on the local server; its SQLAlchemy URL."""
+    subprocess.run([_postgres_program("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
+                    "nwh", name], check=True, capture_output=True)
+    return f"postgresql+psycopg2://nwh@127.0.0.1:{port}/{name}"
 
 
 def start_redis(folder: Path, port: int) -> subprocess.Popen:
@@ -139,6 +146,12 @@ class Cluster:
                "HF_HUB_OFFLINE": "1"}
         self.workers[name] = start_worker(name, env, self.folder / f"{name}.log")
         return self.workers[name]
+
+    def use_database(self, name: str) -> None:
+        """Put the Dagster instance of the runs and workers started from now in a new, empty
+        database `name` (one instance per home, as separate deployments would have)."""
+        port = urlparse(self.env["NWH_POSTGRES_URL"]).port
+        self.env = {**self.env, "NWH_POSTGRES_URL": create_database(port, name)}
 
     def wait_for_workers(self, timeout: float = 120) -> None:
         """Until every worker answers a ping through the broker."""

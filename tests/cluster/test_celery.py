@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import psutil
@@ -42,8 +43,10 @@ def study(tmp_path_factory, tiny_checkpoints):
 
 @pytest.fixture
 def on_cluster(cluster, tmp_path, monkeypatch):
-    """A fresh home served by the two workers, this process pointed at the cluster."""
+    """A fresh home, its instance in a new database, served by the two workers; this process
+    pointed at the cluster."""
     home = tmp_path / "home"
+    cluster.use_database(f"test_{uuid.uuid4().hex[:12]}")
     for name in WORKERS:
         cluster.add_worker(name, home)
     cluster.wait_for_workers()
@@ -82,38 +85,55 @@ def test_two_celery_workers_give_the_in_process_marts(study, on_cluster):
     assert _marts(on_cluster) == reference
 
 
-def _kill_during_a_shard(instance_home, cluster, killed: list) -> None:
-    """Wait until a worker executes a shard step, then SIGKILL that worker's pool process."""
+def _running_shard(instance: dg.DagsterInstance, run_id: str) -> tuple[str, int] | None:
+    """(step key, pid of the process executing it) of a shard step started and not yet ended:
+    the STEP_START event carries the pid of the Celery pool process that runs the step."""
+    started, ended = {}, set()
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.STEP_START,
+                                                    dg.DagsterEventType.STEP_SUCCESS,
+                                                    dg.DagsterEventType.STEP_FAILURE}):
+        if entry.step_key in SHARD_STEPS:
+            if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                started[entry.step_key] = entry.dagster_event.pid
+            else:
+                ended.add(entry.step_key)
+    running = sorted(set(started) - ended)
+    return (running[0], started[running[0]]) if running else None
+
+
+def _kill_during_a_shard(instance_home, cluster) -> tuple[str, str, int] | None:
+    """Wait until a worker's pool process executes a shard step, then SIGKILL that process;
+    (step, worker, pid) of the kill."""
     deadline = time.time() + 300
-    while time.time() < deadline and not killed:
+    while time.time() < deadline:
         instance = instance_for(instance_home)
         for run in _extraction_runs(instance):
-            for step, worker in _celery_steps(instance, run.run_id).items():
-                if step in SHARD_STEPS:
-                    started = cluster.workers[worker].pid  # dagster-celery > celery > pool
-                    pool = [p for p in psutil.Process(started).children(recursive=True)
-                            if p.ppid() != started]
-                    for process in pool:
-                        os.kill(process.pid, signal.SIGKILL)
-                    killed.append((step, worker, [p.pid for p in pool]))
-                    return
+            running = _running_shard(instance, run.run_id)
+            if running is None:
+                continue
+            step, pid = running
+            workers = [name for name, worker in cluster.workers.items()
+                       if pid in {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}]
+            assert workers, f"{step} runs in pid {pid}, which is no worker's process"
+            os.kill(pid, signal.SIGKILL)
+            return step, workers[0], pid
         time.sleep(0.2)
+    return None
 
 
 def test_a_worker_killed_during_a_step_is_recovered_by_a_retry(study, cluster, on_cluster):
     study_file, reference = study
     instance_for(on_cluster)  # the instance's tables exist before the watcher reads them
-    killed: list = []
-    watcher = threading.Thread(target=_kill_during_a_shard, args=(on_cluster, cluster, killed))
-    watcher.start()
-    outcome = run_study(on_cluster, str(study_file), executor="celery")
-    watcher.join()
-    assert killed and killed[0][2], "no shard step was caught running"
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(_kill_during_a_shard, on_cluster, cluster)
+        outcome = run_study(on_cluster, str(study_file), executor="celery")
+        killed = watching.result()
+    assert killed, "no shard step was caught running"
     assert outcome.success
     instance = instance_for(on_cluster)
     first, retry = _extraction_runs(instance)
     assert first.status == dg.DagsterRunStatus.FAILURE
     assert retry.status == dg.DagsterRunStatus.SUCCESS
     assert retry.parent_run_id == first.run_id
-    assert killed[0][0] in _celery_steps(instance, retry.run_id)  # the lost step ran again
+    assert killed[0] in _celery_steps(instance, retry.run_id)  # the lost step ran again
     assert _marts(on_cluster) == reference  # no row lost, none twice

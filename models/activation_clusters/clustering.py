@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import fastcluster
 import numpy as np
 import polars as pl
-from scipy.cluster.hierarchy import cut_tree, linkage
+from scipy.cluster.hierarchy import cut_tree
 from scipy.sparse import csr_matrix
-from scipy.spatial.distance import pdist
 
 from core.seeds import item_seed
 
@@ -154,9 +154,33 @@ def representation(matrix: TokenMatrix, kind: str, embeddings: np.ndarray | None
     return unit_rows(x)
 
 
+def cosine_distances_condensed(x: np.ndarray, block_entries: int = 1 << 23) -> np.ndarray:
+    """1 - cosine similarity of every row pair, in scipy's condensed order (what
+    ``pdist(x, "cosine")`` returns, equal to it within a few ulps): the upper triangle by row
+    blocks of one matrix product each, so it uses every core and no more than one block of
+    ``block_entries`` float64 beside the result."""
+    n = len(x)
+    out = np.empty(n * (n - 1) // 2)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    rows = max(1, block_entries // max(n, 1))
+    pos = 0
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        cos = x[start:stop] @ x[start:].T
+        cos /= norms[start:stop, None] * norms[None, start:]
+        for i in range(start, stop):
+            tail = cos[i - start, i - start + 1:]
+            np.subtract(1.0, tail, out=out[pos:pos + len(tail)])
+            pos += len(tail)
+    return out
+
+
 def complete_linkage(x: np.ndarray) -> np.ndarray:
-    """The complete-linkage merge tree (scipy's linkage matrix) on 1 - cosine similarity."""
-    return linkage(pdist(x, "cosine"), method="complete")
+    """The complete-linkage merge tree (scipy's linkage matrix format) on 1 - cosine similarity.
+    fastcluster's NN-chain works in the distance vector itself (``preserve_input=False``), so the
+    peak is one condensed matrix (n^2 / 2 float64), not scipy's two."""
+    return fastcluster.linkage(cosine_distances_condensed(x), method="complete",
+                               preserve_input=False)
 
 
 def cut(tree: np.ndarray, k: int) -> np.ndarray:

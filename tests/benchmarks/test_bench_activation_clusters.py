@@ -29,15 +29,19 @@ from extract.activations import encode, extract_aggregates, load_bridge, loss_in
 from extract.corpus import sentences, synthetic_corpus
 from models.activation_clusters.ablation import AblationSettings, ablate_clusters
 from models.lm_loss import LossSetup, NeuronSet
-from models.activation_clusters.clustering import (ActivationClusterSettings, cluster_site, representation,
-                                        token_matrix)
+from models.activation_clusters.clustering import (ActivationClusterSettings, cluster_site,
+                                                   complete_linkage, representation, token_matrix)
 
-folder, stage, n_sentences, n_ablated = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-bridge = load_bridge(folder)
+folder, stage, means_path = sys.argv[1], sys.argv[2], sys.argv[3]
+n_sentences, n_ablated = int(sys.argv[4]), int(sys.argv[5])
 corpus = synthetic_corpus(n_sentences, seed=1)
-means = extract_aggregates(bridge, sentences(corpus, "train"), ("mlp",)).token_means
-emb = bridge.W_E.detach().double().numpy()
 settings = ActivationClusterSettings()
+if stage == "extract":  # once per model: the token means the clustering asset reads from the lake
+    bridge = load_bridge(folder)
+    extract_aggregates(bridge, sentences(corpus, "train"), ("mlp",)).token_means.write_parquet(means_path)
+    np.save(means_path + ".emb.npy", bridge.W_E.detach().double().numpy())
+    sys.exit()
+means, emb = pl.read_parquet(means_path), np.load(means_path + ".emb.npy")
 rss_before = peak_rss_mib()
 start = time.perf_counter()
 if stage == "represent":
@@ -48,7 +52,20 @@ if stage == "represent":
 elif stage == "cluster":
     out = cluster_site(means, emb, ActivationClusterSettings(representations=("filter",)))
     size = f"{out['activation_clusters'].height} memberships"
+elif stage in ("linkage", "scipy linkage"):  # the merge tree alone, ours and scipy's
+    x = representation(token_matrix(means, settings.min_token_count), "filter", emb, settings)
+    x = x[np.linalg.norm(x, axis=1) > 0]
+    rss_before = peak_rss_mib()
+    start = time.perf_counter()
+    if stage == "linkage":
+        complete_linkage(x)
+    else:
+        from scipy.cluster.hierarchy import linkage
+        from scipy.spatial.distance import pdist
+        linkage(pdist(x, "cosine"), method="complete")
+    size = f"{len(x)} neurons"
 else:  # clusters of the mean K = 200 size with 10 frequent tokens each, without clustering
+    bridge = load_bridge(folder)
     matrix = token_matrix(means, settings.min_token_count)
     rng = np.random.default_rng(0)
     n, size = matrix.values.shape[0], matrix.values.shape[0] // 200
@@ -87,15 +104,17 @@ def _gpt2_small_shaped(demo_checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def _measure(folder: Path, stage: str, runs: int) -> dict:
+def _stage(folder: Path, stage: str, means: Path) -> str:
+    """Run one stage in a fresh process; its last line of output."""
+    out = subprocess.run([sys.executable, "-c", STAGE, str(folder), stage, str(means),
+                          str(N_SENTENCES), str(ABLATED_CLUSTERS)], check=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    return (out.stdout.strip().splitlines() or [""])[-1]
+
+
+def _measure(folder: Path, stage: str, means: Path, runs: int) -> dict:
     import json
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    samples = []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", STAGE, str(folder), stage, str(N_SENTENCES),
-                              str(ABLATED_CLUSTERS)], check=True, env=env, capture_output=True,
-                             text=True)
-        samples.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    samples = [json.loads(_stage(folder, stage, means)) for _ in range(runs)]
     return {"seconds": statistics.median(s["seconds"] for s in samples),
             "peak_mib": statistics.median(s["peak_mib"] for s in samples),
             "before_mib": statistics.median(s["before_mib"] for s in samples),
@@ -113,13 +132,20 @@ def test_activation_cluster_stages(tmp_path):
              "|---|---|---|---|---|---|---|"]
     for name, folder, runs in (("demo (4 x 512)", demo, RUNS),
                                ("GPT-2-small-shaped (12 x 3072)", big, 1)):
-        for stage in ("represent", "cluster", "ablate"):
-            r = _measure(folder, stage, runs)
+        means = tmp_path / f"{folder.name}-token-means.parquet"
+        _stage(folder, "extract", means)
+        for stage in ("represent", "linkage", "scipy linkage", "cluster", "ablate"):
+            r = _measure(folder, stage, means, runs)
             lines.append(f"| {name} | {stage} | {r['size']} | {r['seconds']:.1f} s | "
                          f"{r['peak_mib']:,.0f} MiB | {r['before_mib']:,.0f} MiB | {r['runs']} |")
     body = ("Stages of the activation-clusters study on the MLP site, each in a fresh process "
-            f"after extracting token means from {N_SENTENCES} synthetic sentences. represent: "
-            "the token-mean matrix and the filter, TF-IDF and smoothed vectors; cluster: one "
+            f"that reads the token means of {N_SENTENCES} synthetic sentences from Parquet (as "
+            "the clustering asset reads them from the lake; extracted once per model). "
+            "represent: the token-mean matrix and the filter, TF-IDF and smoothed vectors; "
+            "linkage: the complete-linkage merge tree of the filter representation alone "
+            "(`complete_linkage`: blocked cosine distances, fastcluster in place), against "
+            "scipy's `linkage(pdist(x, 'cosine'), 'complete')` (scipy linkage, the baseline; "
+            "the same tree, tested); cluster: one "
             "representation, complete linkage, cuts at K = 50 and 200, refinement and random "
             f"twins; ablate: {ABLATED_CLUSTERS} clusters of the mean K = 200 size (neurons / 200, "
             "random members, 10 random kept tokens), each with 3 baselines x 5 draws, on up to "

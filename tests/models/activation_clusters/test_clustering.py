@@ -4,12 +4,14 @@ against hand-computed cases and independent implementations."""
 import numpy as np
 import polars as pl
 import pytest
+from scipy.cluster.hierarchy import cut_tree, linkage
 from scipy.spatial.distance import pdist
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.metrics import adjusted_rand_score
 
 from models.activation_clusters.clustering import (ActivationClusterSettings, agglomerative, cluster_site,
+                                        complete_linkage, cosine_distances_condensed,
                                         random_clusters, refine, smooth, tfidf, token_matrix,
                                         unit_rows, within_cluster_distances)
 
@@ -59,6 +61,30 @@ def test_complete_linkage_matches_scikit_learn():
     theirs = AgglomerativeClustering(n_clusters=7, linkage="complete",
                                      metric="cosine").fit_predict(x)
     assert adjusted_rand_score(ours, theirs) == 1.0
+
+
+def test_condensed_cosine_distances_equal_scipys_pdist():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(53, 9))
+    # blocks of 2 to 53 rows, including one that does not divide the row count
+    for entries in (100, 53 * 7, 1 << 20):
+        np.testing.assert_allclose(cosine_distances_condensed(x, block_entries=entries),
+                                   pdist(x, "cosine"), rtol=0, atol=1e-14)
+
+
+def test_complete_linkage_tree_equals_scipys_with_tied_distances():
+    # sparse non-negative rows, as TF-IDF gives, and 40 rows on 3 axes: many pairs at exactly
+    # distance 1 (orthogonal) or 0 (identical), the ties a tree must break as scipy does
+    rng = np.random.default_rng(7)
+    x = rng.gamma(0.3, size=(400, 30)) * (rng.random((400, 30)) < 0.15)
+    x[:40] = np.eye(30)[rng.integers(0, 3, 40)]
+    x = unit_rows(x[np.linalg.norm(x, axis=1) > 0])
+    ours = complete_linkage(x)
+    theirs = linkage(pdist(x, "cosine"), method="complete")
+    np.testing.assert_array_equal(ours[:, [0, 1, 3]], theirs[:, [0, 1, 3]])
+    np.testing.assert_allclose(ours[:, 2], theirs[:, 2], rtol=0, atol=1e-12)
+    for k in (5, 50):
+        assert agglomerative(x, k).tolist() == cut_tree(theirs, n_clusters=k).ravel().tolist()
 
 
 def test_refinement_drops_the_farthest_member_until_under_threshold():

@@ -80,6 +80,45 @@ def test_batched_training_equals_training_each_probe_alone():
     assert (both.weight[1, 6:] == 0).all()  # masked-out features carry no weight
 
 
+def _literal_alg1(x, y, n_labels, lambda1, lambda2, keep, settings):
+    """Alg. 1 for one probe as written: autograd through the elastic-net loss, plain Adam, on the
+    kept columns only, from the same seeded initialisation and batch order."""
+    gen = torch.Generator().manual_seed(settings.seed)
+    d = x.shape[1]
+    w0 = (torch.rand(d, n_labels, generator=gen) * 2 - 1) / d ** 0.5
+    b = ((torch.rand(n_labels, generator=gen) * 2 - 1) / d ** 0.5).requires_grad_(True)
+    w = w0[keep].clone().requires_grad_(True)
+    opt = torch.optim.Adam([w, b], lr=settings.learning_rate, foreach=False)
+    for _ in range(settings.epochs):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for start in range(0, x.shape[0], settings.batch_size):
+            idx = perm[start: start + settings.batch_size]
+            loss = (torch.nn.functional.cross_entropy(x[idx][:, keep] @ w + b, y[idx])
+                    + lambda1 * w.abs().sum() + lambda2 * w.pow(2).sum())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    full = torch.zeros(d, n_labels)
+    full[keep] = w.detach()
+    return full
+
+
+def test_training_equals_the_literal_algorithm_1_on_the_kept_features():
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.normal(size=(600, 10)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, 600))
+    settings = TrainSettings(epochs=3, batch_size=100, learning_rate=1e-2, seed=2)
+    full, odd, first = [True] * 10, [False, True] * 5, [True] * 3 + [False] * 7
+    lambda1, lambda2 = [1e-2, 0.0, 1e-3], [0.0, 1e-2, 1e-3]
+    # with a mask of every feature, and with masks whose union leaves features 4, 6, 8 out
+    for masks in (torch.tensor([full, odd, first]), torch.tensor([odd, first, odd])):
+        probes = train_probes(x, y, 3, lambda1, lambda2=lambda2, masks=masks, settings=settings)
+        assert probes.weight.shape == (3, 10, 3)
+        for g in range(3):
+            literal = _literal_alg1(x, y, 3, lambda1[g], lambda2[g], masks[g], settings)
+            torch.testing.assert_close(probes.weight[g], literal, rtol=1e-5, atol=1e-6)
+
+
 def _planted(n=1500, d=40, n_labels=4, planted=(7, 19, 23, 31), seed=0):
     """Features of pure noise except neuron planted[t], raised by 3 on words of label t."""
     rng = np.random.default_rng(seed)

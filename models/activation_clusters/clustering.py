@@ -176,9 +176,10 @@ def cosine_distances_condensed(x: np.ndarray, block_entries: int = 1 << 23) -> n
 
 
 def complete_linkage(x: np.ndarray) -> np.ndarray:
-    """The complete-linkage merge tree (scipy's linkage matrix format) on 1 - cosine similarity.
-    fastcluster's NN-chain works in the distance vector itself (``preserve_input=False``), so the
-    peak is one condensed matrix (n^2 / 2 float64), not scipy's two."""
+    """The complete-linkage merge tree (scipy's linkage matrix format) on 1 - cosine similarity:
+    scipy's tree (tested), from distances computed by matrix products on every core and
+    fastcluster's NN-chain asked to work in the distance vector (``preserve_input=False``).
+    At 36,864 neurons: 54 s against scipy's 183 s, but the same ~11.8 GiB peak (make bench)."""
     return fastcluster.linkage(cosine_distances_condensed(x), method="complete",
                                preserve_input=False)
 

@@ -102,10 +102,10 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Seque
     w0 = (torch.rand(d, n_labels, generator=gen) * 2 - 1) * bound
     b0 = (torch.rand(n_labels, generator=gen) * 2 - 1) * bound
     device = x.device
-    used = None if masks is None or bool(masks.any(0).all()) else \
-        torch.nonzero(masks.any(0)).ravel().to(device)  # the features some probe keeps
-    if used is not None:
-        w0, masks = w0[used.cpu()], masks[:, used.cpu()]
+    used = None  # the features some probe keeps, where that is not all of them
+    if masks is not None and not bool(masks.any(0).all()):
+        used = torch.nonzero(masks.any(0)).ravel()
+        w0, masks, used = w0[used], masks[:, used], used.to(device)
     width = d if used is None else len(used)
     w = w0[:, None, :].expand(width, g, n_labels).to(device).clone()  # (D', G, T)
     keep = None if masks is None else masks.T[:, :, None].to(device, torch.float32)  # (D', G, 1)

@@ -2,10 +2,11 @@
 
 The model's forward pass (extraction, ablation, probing's feature extraction, correlation's
 paired activations, the modularity gradients), the probes' training and the explanation
-embeddings run on the device; the model's weights are held in the dtype. What is aggregated
-(moments, token means, top contexts, correlation sums) is moved to the host as float32 and
-accumulated in float64 there, as on a CPU-only machine, so a GPU changes where the work runs,
-not how results are computed.
+embeddings run on the device; the model's weights are held in the dtype (the embedding model's
+stay float32 and its forward runs under autocast: :func:`extract.embeddings.embed_texts`).
+What is aggregated (moments, token means, top contexts, correlation sums) is moved to the host
+as float32 and accumulated in float64 there, as on a CPU-only machine, so a GPU changes where
+the work runs, not how results are computed.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class ExtractionConfig(_Section):
 
 class EmbeddingConfig(_Section):
     model: str = DEFAULT_EMBEDDING_MODEL
-    batch_size: int = 64
+    batch_size: int = 256
 
 
 class _ComputeBase(_Section):

@@ -99,8 +99,9 @@ def explanation_embeddings(context: dg.AssetExecutionContext,
     texts = df["explanation"].to_list()
     opened.log(f"embedding {len(texts)} explanations ({len(set(texts))} distinct)")
     cfg = opened.study.embedding
-    device = opened.study.compute.settings().torch_device()
-    vectors = embed_texts(load_embedder(cfg.model, device), texts, cfg.batch_size)
+    compute = opened.study.compute.settings()
+    vectors = embed_texts(load_embedder(cfg.model, compute.torch_device()), texts, cfg.batch_size,
+                          dtype=compute.torch_dtype())
     out = df.select("layer", "neuron").with_columns(pl.Series("embedding", list(vectors)))
     return next(write_tables(opened, {"explanation_embeddings": out}, {"explanation_embeddings": {
         "dimensions": int(vectors.shape[1]), "distinct_texts": len(set(texts))}}, multi=False))

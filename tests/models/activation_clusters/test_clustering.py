@@ -88,7 +88,7 @@ def test_complete_linkage_tree_equals_scipys_with_tied_distances():
 
 
 def test_complete_linkage_holds_one_condensed_matrix():
-    # the distance vector is the memory of the study at scale (5.4 GiB at 36,864 neurons):
+    # the distance vector is the memory of the study at scale (5.1 GiB at 36,864 neurons):
     # numpy reports its buffers to tracemalloc, so a second copy would show as a 2x peak
     import tracemalloc
     # (the distances' row blocks add at most 64 MiB, a quarter of the vector here)

@@ -48,7 +48,7 @@ class ClusteringSettings:
     filter_percentiles: Sequence[int] = (0, 50, 90)
     k: int | None = None  # KMeans and random: None = number of layers
     seed: int = 0
-    kmeans_n_init: int = 10
+    kmeans_n_init: int = 10  # the paper's: its code ran KMeans with scikit-learn 1.3's default
     dbscan_eps: float = 0.3  # cosine distance
     dbscan_min_samples: int = 10
     hdbscan_min_cluster_size: int = 10

@@ -31,7 +31,7 @@ def embedding_model_path(model: str = DEFAULT_EMBEDDING_MODEL) -> Path:
 def load_embedder(model: str = DEFAULT_EMBEDDING_MODEL, device: str | torch.device = "cpu"):
     """The sentence-transformers model, offline, on `device`, its weights in float32. Attention
     is the plain ("eager") batched matrix products: explanations are a few tokens long, where
-    that beats the fused SDPA kernel on the CPU (1.2x here, the same vectors within 1e-6:
+    that beats the fused SDPA kernel on the CPU (1.1x here, the same vectors within 1e-6:
     ``tests/extract/test_embeddings.py``)."""
     from sentence_transformers import SentenceTransformer
 
@@ -47,8 +47,8 @@ def embed_texts(embedder, texts: Sequence[str], batch_size: int = 256,
     With `dtype` bfloat16 or float16 the forward runs under ``torch.autocast``: the matrix
     products in that dtype, layer norms, softmax and the pooling in float32, the weights left
     in float32. On generated explanations that keeps every vector within cosine 0.9999 of the
-    float32 one (tested at >= 0.999) and is 1.75x faster on a CPU with AVX-512 BF16
-    (``make bench``); casting the whole model instead falls to cosine 0.996."""
+    float32 one (tested at >= 0.999) and is 1.65x faster than float32 on a CPU with AVX-512
+    BF16 (``make bench``); casting the whole model instead falls to cosine 0.996."""
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
     with torch.autocast(embedder.device.type, dtype=dtype, enabled=dtype != torch.float32):
         vectors = embedder.encode(list(unique), batch_size=batch_size, convert_to_numpy=True,

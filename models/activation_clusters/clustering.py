@@ -181,7 +181,8 @@ def complete_linkage(x: np.ndarray) -> np.ndarray:
     scipy's tree (tested), from distances computed by matrix products on every core, merged by
     fastcluster's NN-chain inside that one distance vector. ``fastcluster.linkage`` copies its
     input first (``array(X)``, even with ``preserve_input=False``), so its C routine
-    ``linkage_wrap`` is called directly: one condensed matrix (5.1 GiB at 36,864 neurons), not two."""
+    ``linkage_wrap`` is called directly: one condensed matrix (5.1 GiB at 36,864 neurons), not
+    two."""
     n = len(x)
     tree = np.empty((max(n - 1, 0), 4))
     if n > 1:

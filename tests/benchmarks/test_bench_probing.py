@@ -54,7 +54,8 @@ SHAPED = """
 import statistics, sys, time
 from tests.benchmarks.results import peak_rss_mib
 import torch
-from models.salient_neurons import PAPER_LAMBDAS, ProbeData, TrainSettings, grid_search, train_probes
+from models.salient_neurons import (PAPER_LAMBDAS, ProbeData, TrainSettings, grid_search,
+                                    train_probes)
 rss = peak_rss_mib
 d, with_rate = int(sys.argv[1]), sys.argv[2] == "rate"
 n, t, g = 100_000, 12, 49

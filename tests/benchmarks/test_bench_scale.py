@@ -34,7 +34,7 @@ import json, sys, time
 from tests.benchmarks.results import peak_rss_mib
 import torch
 from extract.activations import (SITE_MLP, SITE_RESID, encode, extract_aggregates, load_bridge,
-                                 site_hook_names)
+                                 site_hook_names, stream_activations)
 from core.batching import pad_sequences
 from extract.corpus import sentences, synthetic_corpus
 
@@ -79,6 +79,8 @@ def plain_run_with_cache(bridge, corpus, batch_size=32, top_k=10):
 start = time.perf_counter()
 if method == "extract_aggregates":
     n_tokens = int(extract_aggregates(bridge, corpus, sites).moments["n_tokens"][0])
+elif method == "forward_alone":  # the same batches, forward and hooks; nothing aggregated
+    n_tokens = sum(len(b[SITE_MLP].token_ids) for b in stream_activations(bridge, corpus, sites))
 else:
     n_tokens = plain_run_with_cache(bridge, corpus)
 seconds = time.perf_counter() - start
@@ -188,6 +190,27 @@ def test_extraction_against_a_plain_run_with_cache_loop(models):
         "| model | tokens | extract_aggregates | plain run_with_cache loop | speed-up |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows))))
     assert all(s > 1 for s in speedups.values())
+
+
+def test_extraction_against_the_forward_pass_alone(models):
+    _, _, vocab = models
+    r = {m: _median_run([EXTRACT, str(vocab), m, "400", str(os.cpu_count())], RUNS)
+         for m in ("extract_aggregates", "forward_alone")}
+    rate = {m: r[m]["tokens"] / r[m]["seconds"] for m in r}
+    ratio = rate["extract_aggregates"] / rate["forward_alone"]
+    section = "Extraction against the forward pass alone (tests/benchmarks/test_bench_scale.py)"
+    print(write_section(section, (
+        f"GPT-2-small shape with GPT-2's {GPT2_VOCAB:,}-type vocabulary, both sites, 400 "
+        f"sentences, batches of 32, both cores; median of {RUNS} fresh processes each. The "
+        "forward pass alone is `stream_activations` on the same corpus: the same length-sorted "
+        "batches, forward and site hooks, the activations dropped instead of aggregated. Goal "
+        "(issue 19): extraction at >= 0.8 of its throughput.\n\n"
+        "| model | tokens | extract_aggregates | forward pass alone | ratio |\n"
+        "|---|---|---|---|---|\n"
+        f"| GPT-2-small shape, GPT-2 vocabulary | {int(r['forward_alone']['tokens']):,} | "
+        f"{rate['extract_aggregates']:,.0f} tokens/s | {rate['forward_alone']:,.0f} tokens/s | "
+        f"{ratio:.2f} |")))
+    assert r["forward_alone"]["tokens"] == r["extract_aggregates"]["tokens"]
 
 
 def test_extraction_shards_on_1_and_2_workers(models, tmp_path):

@@ -84,8 +84,9 @@ def train_probes(x: torch.Tensor, y: torch.Tensor, n_labels: int, lambda1: Seque
     Every probe starts from the same seeded initialisation (uniform +-1/sqrt(D), as
     ``torch.nn.Linear``) and sees the same seeded mini-batch order. The G weight matrices are
     stored side by side (D, G * T), so a mini-batch costs one matrix product for all probes.
-    A masked-out weight starts at zero and its gradient is zeroed, so Adam never moves it: the
-    probe is exactly one trained on its features alone, without a masking product per step;
+    A masked-out weight starts at zero and its gradient is zeroed each step, so Adam never
+    moves it: the probe is exactly one trained on its features alone, and the forward uses the
+    weights as they are (no masked copy of them per step);
     features no probe keeps are left out of the product altogether.
     The penalty's gradient, lambda1 sign(w) + 2 lambda2 w (Sec. 2.1), is added in place rather
     than through autograd. Features may be stored in float16; each mini-batch is computed in

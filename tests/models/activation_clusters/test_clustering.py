@@ -1,6 +1,8 @@
 """Representations, complete linkage, refinement and distances of the activation-clusters study
 against hand-computed cases and independent implementations."""
 
+import tracemalloc
+
 import numpy as np
 import polars as pl
 import pytest
@@ -89,9 +91,8 @@ def test_complete_linkage_tree_equals_scipys_with_tied_distances():
 
 def test_complete_linkage_holds_one_condensed_matrix():
     # the distance vector is the memory of the study at scale (5.1 GiB at 36,864 neurons):
-    # numpy reports its buffers to tracemalloc, so a second copy would show as a 2x peak
-    import tracemalloc
-    # (the distances' row blocks add at most 64 MiB, a quarter of the vector here)
+    # numpy reports its buffers to tracemalloc, so a second copy would show as a 2x peak (the
+    # distances' row blocks add at most 64 MiB, a quarter of the vector here)
     x = unit_rows(np.random.default_rng(3).random((8000, 20)))
     condensed = 8000 * 7999 // 2 * 8
     tracemalloc.start()

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -29,6 +30,7 @@ import torch
 from core.batching import pad_sequences
 from core.compute import device_of, to_host
 from extract.checkpoints import CheckpointError, check_loadable
+from extract.fold import fold_batch
 
 SITE_MLP = "mlp"
 SITE_RESID = "resid"
@@ -300,9 +302,17 @@ class TokenTypeSums:
         self._sums.index_add_(0, rows, sums)
         self._counts.index_add_(0, rows, counts)
 
-    def add_activations(self, token_ids: torch.Tensor, acts: torch.Tensor) -> None:
-        """Fold in a batch: activation rows `acts` (M x N) at tokens `token_ids` (M,)."""
-        self.add(token_ids, acts.double(), torch.ones_like(token_ids))
+    def count(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Count one occurrence of each of `token_ids` (M,) and return their rows of
+        :attr:`sums`, to which the caller adds the activations (:func:`extract.fold.fold_batch`)."""
+        rows = self.rows(token_ids)
+        self._counts.index_add_(0, rows, torch.ones_like(rows))
+        return rows
+
+    @property
+    def sums(self) -> torch.Tensor:
+        """The running sums, a row per type seen (rows past those are spare capacity)."""
+        return self._sums
 
     def merge(self, other: TokenTypeSums) -> None:
         """Fold in another part's sums."""
@@ -328,7 +338,8 @@ class ActivationAggregates:
       Eq. 1 of the activation-clusters paper gives the mean activation ``a_j(t) = sum / count``
       (:class:`TokenTypeSums`, over the types seen);
     * the top-k activations of each neuron with their (sentence_id, position).
-    Running sums are float64; a batch's own sums are float32, like its activations.
+    A batch is folded in by one kernel (:func:`extract.fold.fold_batch`) in float64; shards'
+    aggregates are merged with :meth:`merge`.
     """
 
     def __init__(self, n_neurons: int, vocab_size: int, top_k: int = 10):
@@ -346,28 +357,26 @@ class ActivationAggregates:
         self.top_position = torch.zeros((0, n_neurons), dtype=torch.long)
 
     def update(self, batch: ActivationBatch) -> None:
-        """Fold in one batch. The batch's own sums are float32 (its activations are float32
-        and a batch is a few hundred rows), the running totals float64: the sums S_p of
-        d = x - c (c = the float32 batch mean) give the batch's central sums as
-        M2 = S2 - S1^2/M, M3 = S3 - 3e S2 + 2M e^3, M4 = S4 - 4e S3 + 6e^2 S2 - 3M e^4 with
-        e = S1/M (the shift of c from the exact mean), which Pebay's update then combines."""
-        acts = batch.acts
-        m = acts.shape[0]
+        """Fold in one batch: :func:`extract.fold.fold_batch` adds its token sums, inserts its
+        entries into the top-k once that is full, and returns its mean and central sums (about
+        its exact mean, float64), which Pebay's update combines with the running ones; until
+        the top-k is full (the first batch, as a rule), :func:`merge_top` fills it."""
+        m = batch.acts.shape[0]
         if m == 0:
             return
-        centre = acts.mean(0)
-        d = acts - centre
-        d2 = d.square()
-        s1, s2, s3 = (t.sum(0).double() for t in (d, d2, d2 * d))
-        s4 = d2.square_().sum(0).double()
-        e = s1 / m
-        self._add_moments(m, centre.double() + e, s2 - s1 * e, s3 - 3 * e * s2 + 2 * m * e**3,
-                          b_m4=s4 - 4 * e * s3 + 6 * e**2 * s2 - 3 * m * e**4)
-        batch_max = acts.amax(0)
+        acts = np.ascontiguousarray(batch.acts.numpy(), dtype=np.float32)
+        full = self.top_values.shape[0] == self.top_k
+        rows = self.token_sums.count(batch.token_ids)
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        b_mean, b_m2, b_m3, b_m4, batch_max, n_positive = (torch.from_numpy(t) for t in fold_batch(
+            acts, rows.numpy(), self.token_sums.sums.numpy(), batch.sentence_ids.numpy(),
+            batch.positions.numpy(), self.top_values.numpy(), self.top_sentence.numpy(),
+            self.top_position.numpy(), full))
+        self._add_moments(m, b_mean, b_m2, b_m3, b_m4=b_m4)
         self.max = torch.maximum(self.max, batch_max.double())
-        self.n_positive += acts.gt(0).sum(0, dtype=torch.int32)
-        self.token_sums.add_activations(batch.token_ids, acts)
-        self._add_top(acts, batch.sentence_ids, batch.positions, batch_max)
+        self.n_positive += n_positive
+        if not full:
+            self._add_top(torch.from_numpy(acts), batch.sentence_ids, batch.positions, batch_max)
 
     def merge(self, other: ActivationAggregates) -> ActivationAggregates:
         """Fold in the aggregates of another part of the corpus (a shard): the result equals the
@@ -492,20 +501,20 @@ class ActivationAggregates:
             "max": self.max.numpy(), "frac_positive": (self.n_positive / self.n).numpy(),
         })
 
-    def token_means_frame(self, n_layers: int, token_strings: Sequence[str],
+    def token_means_frame(self, n_layers: int, token_strings: Sequence[str] | Mapping[int, str],
                           min_count: int, site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times;
         `token_strings[token_id]` is a type's text."""
         types, counts, sums = self.token_sums.by_token(min_count)
         means = sums / counts[:, None]  # (T, N)
         n_types, n_neurons = means.shape
-        d = n_neurons // n_layers
-        j = np.tile(np.arange(n_neurons), n_types)
-        t = np.repeat(types.numpy(), n_neurons)
+        layer, neuron = np.divmod(np.arange(n_neurons), n_neurons // n_layers)
+        type_row = np.repeat(np.arange(n_types), n_neurons)
         return pl.DataFrame({
-            "site": site, "layer": j // d, "neuron": j % d, "token_id": t,
-            "token": np.repeat(np.asarray([token_strings[i] for i in types.tolist()], dtype=object),
-                               n_neurons),
+            "site": site, "layer": np.tile(layer, n_types), "neuron": np.tile(neuron, n_types),
+            "token_id": types.numpy()[type_row],
+            "token": pl.Series([token_strings[i] for i in types.tolist()],
+                               dtype=pl.String).gather(type_row),
             "token_count": np.repeat(counts.numpy(), n_neurons),
             "mean_activation": means.flatten().numpy(),
         })
@@ -517,26 +526,41 @@ class ActivationAggregates:
         d = n_neurons // n_layers
         sents = self.top_sentence.flatten().numpy()
         poss = self.top_position.flatten().numpy()
-        keys = list(zip(sents.tolist(), poss.tolist()))
-        unique = {key: context_of(*key) for key in set(keys)}  # neurons share top tokens
-        pairs = [unique[key] for key in keys]
+        keys, key_row = np.unique(sents * POSITION_LIMIT + poss, return_inverse=True)
+        # neurons share top tokens: each (sentence, position) is looked up once
+        pairs = [context_of(*divmod(int(key), POSITION_LIMIT)) for key in keys]
         j = np.tile(np.arange(n_neurons), k)
         return pl.DataFrame({
             "site": site, "layer": j // d, "neuron": j % d,
             "rank": np.repeat(np.arange(1, k + 1), n_neurons),
             "activation": self.top_values.flatten().double().numpy(),
             "sentence_id": sents, "position": poss,
-            "token": [p[0] for p in pairs], "context": [p[1] for p in pairs],
+            "token": pl.Series([p[0] for p in pairs], dtype=pl.String).gather(key_row),
+            "context": pl.Series([p[1] for p in pairs], dtype=pl.String).gather(key_row),
         })
 
 
+class TokenStrings(dict):
+    """Readable text of token ids (byte-level tokens decoded, e.g. 'Ġthe' -> ' the'), decoded
+    on first use: the tables need the types seen, a few thousand of GPT-2's 50,257."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def __missing__(self, token_id: int) -> str:
+        text = self[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+
 def token_strings(tokenizer, vocab_size: int) -> list[str]:
-    """Readable text of every token id (byte-level tokens decoded, e.g. 'Ġthe' -> ' the')."""
-    return [tokenizer.decode([i]) for i in range(vocab_size)]
+    """Readable text of every token id (:class:`TokenStrings`)."""
+    strings = TokenStrings(tokenizer)
+    return [strings[i] for i in range(vocab_size)]
 
 
 def context_lookup(tokenizer, sentences: Iterable[tuple[int, str]], wanted: set[int],
-                   strings: Sequence[str], *,
+                   strings: Sequence[str] | Mapping[int, str], *,
                    window: int = 8) -> Callable[[int, int], tuple[str, str]]:
     """Build `context_of(sentence_id, position)` -> (token, context) for the `wanted` sentences.
 
@@ -623,7 +647,7 @@ def aggregate_tables(bridge, sentences: Sequence[tuple[int, str]],
                      min_token_count: int = 5) -> ExtractionResult:
     """The three aggregate tables of the sites in `aggs`, aggregated over `sentences` (whose
     texts give the top-k contexts)."""
-    strings = token_strings(bridge.tokenizer, bridge.cfg.d_vocab)
+    strings = TokenStrings(bridge.tokenizer)
     wanted = set().union(*(agg.top_sentence.flatten().tolist() for agg in aggs.values()))
     context_of = context_lookup(bridge.tokenizer, sentences, wanted, strings)
     shapes = {site: site_shape(bridge, site) for site in aggs}

@@ -117,6 +117,34 @@ def test_merged_top_k_equals_a_brute_force_sort_on_tied_columns():
                 zip(top[:, j], sid[:, j], pos[:, j])] == expected, j
 
 
+def test_streamed_top_k_and_moments_equal_a_sort_and_float64_sums_of_the_whole_stream():
+    """Integer activations (many ties) over batches whose rows arrive in scrambled sentence
+    order: after the first batch fills it, the top-k is kept by the fold kernel's insertion;
+    every column's top-k is the first k rows of the whole stream sorted by (-value, sentence,
+    position), and the moments are the whole stream's in float64 (to rounding)."""
+    rng = np.random.default_rng(7)
+    n, k = 40, 5
+    agg = ActivationAggregates(n_neurons=n, vocab_size=3, top_k=k)
+    rows = []
+    for _ in range(6):
+        m = int(rng.integers(k, 30))
+        acts = torch.tensor(rng.integers(-3, 4, (m, n)), dtype=torch.float32)
+        sentence, position = torch.tensor(rng.permutation(50)[:m]), torch.tensor(rng.integers(0, 9, m))
+        agg.update(ActivationBatch(acts, torch.tensor(rng.integers(0, 3, m)), sentence, position))
+        rows.append((acts, sentence, position))
+    x = torch.cat([a for a, _, _ in rows]).double().numpy()
+    sentence, position = (torch.cat([r[i] for r in rows]).tolist() for i in (1, 2))
+    for j in range(n):
+        expected = sorted(zip((-x[:, j]).tolist(), sentence, position))[:k]
+        assert list(zip((-agg.top_values[:, j].double()).tolist(), agg.top_sentence[:, j].tolist(),
+                        agg.top_position[:, j].tolist())) == expected, j
+    centred = x - x.mean(0)
+    np.testing.assert_allclose(agg.mean.numpy(), x.mean(0), rtol=1e-12, atol=1e-12)
+    for power, name in ((2, "m2"), (3, "m3"), (4, "m4")):
+        np.testing.assert_allclose(getattr(agg, name).numpy(), (centred**power).sum(0),
+                                   rtol=1e-10, atol=1e-9)
+
+
 def test_aggregates_survive_the_arrow_round_trip():
     agg = _aggregate(_random_batches(n_batches=3))
     _assert_same_aggregates(ActivationAggregates.from_arrow(agg.to_arrow()), agg)
@@ -163,7 +191,7 @@ def test_token_sums_grow_with_the_types_seen_and_equal_a_dense_sum():
     for _ in range(20):
         ids = rng.choice(types, 40)
         acts = rng.normal(size=(40, 4)).astype(np.float32)
-        sums.add_activations(torch.tensor(ids), torch.tensor(acts))
+        sums.add(torch.tensor(ids), torch.tensor(acts).double(), torch.ones(40, dtype=torch.long))
         np.add.at(dense, ids, acts.astype(np.float64))
         np.add.at(counts, ids, 1)
     ids, got_counts, got_sums = sums.by_token(min_count=2)

@@ -509,13 +509,13 @@ class ActivationAggregates:
         means = sums / counts[:, None]  # (T, N)
         n_types, n_neurons = means.shape
         layer, neuron = np.divmod(np.arange(n_neurons), n_neurons // n_layers)
-        type_row = np.repeat(np.arange(n_types), n_neurons)
+        type_row = repeat_each(np.arange(n_types), n_neurons)
         return pl.DataFrame({
             "site": site, "layer": np.tile(layer, n_types), "neuron": np.tile(neuron, n_types),
             "token_id": types.numpy()[type_row],
             "token": pl.Series([token_strings[i] for i in types.tolist()],
                                dtype=pl.String).gather(type_row),
-            "token_count": np.repeat(counts.numpy(), n_neurons),
+            "token_count": repeat_each(counts.numpy(), n_neurons),
             "mean_activation": means.flatten().numpy(),
         })
 
@@ -532,12 +532,18 @@ class ActivationAggregates:
         j = np.tile(np.arange(n_neurons), k)
         return pl.DataFrame({
             "site": site, "layer": j // d, "neuron": j % d,
-            "rank": np.repeat(np.arange(1, k + 1), n_neurons),
+            "rank": repeat_each(np.arange(1, k + 1), n_neurons),
             "activation": self.top_values.flatten().double().numpy(),
             "sentence_id": sents, "position": poss,
             "token": pl.Series([p[0] for p in pairs], dtype=pl.String).gather(key_row),
             "context": pl.Series([p[1] for p in pairs], dtype=pl.String).gather(key_row),
         })
+
+
+def repeat_each(values: np.ndarray, times: int) -> np.ndarray:
+    """``np.repeat(values, times)`` for a 1-d array, as a broadcast copied out (np.repeat with
+    a scalar count is ~18x slower at the token-means table's 9 M rows)."""
+    return np.broadcast_to(values[:, None], (len(values), times)).reshape(-1)
 
 
 class TokenStrings(dict):

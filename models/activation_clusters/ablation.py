@@ -62,7 +62,7 @@ def baseline_neurons(kind: str, cluster: NeuronSet, n_layers: int, width: int,
 class AblationSettings:
     repeats: int = 5  # draws of each baseline
     max_sentences: int = 32  # held-out sequences per cluster
-    batch_rows: int = 64  # sequences per forward pass
+    batch_rows: int = 256  # sequences per forward pass
     seed: int = 0
 
 

@@ -353,15 +353,20 @@ def null_layer_counts(assignments: pl.DataFrame, n_shuffles: int, seed: int) -> 
         layers = rows["layer"].to_numpy()
         clusters = rows["cluster_id"].to_numpy()
         n_clusters = int(clusters.max()) + 1
+        shuffles, cells, counts = [], [], []
         for s in range(n_shuffles):
             rng = np.random.default_rng([seed, s])
-            codes = rng.permutation(layers) * n_clusters + clusters
-            counts = np.bincount(codes)
-            nz = np.flatnonzero(counts)
-            out.append(pl.DataFrame({
-                "method": key[0], "filter_percentile": key[1], "seed": key[2], "shuffle": s,
-                "layer": nz // n_clusters, "cluster_id": nz % n_clusters,
-                "n_neurons": counts[nz]}))
+            count = np.bincount(rng.permutation(layers) * n_clusters + clusters)
+            nz = np.flatnonzero(count)
+            shuffles.append(np.full(len(nz), s))
+            cells.append(nz)
+            counts.append(count[nz])
+        cell = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+        out.append(pl.DataFrame({
+            "method": key[0], "filter_percentile": key[1], "seed": key[2],
+            "shuffle": np.concatenate(shuffles) if shuffles else cell,
+            "layer": cell // n_clusters, "cluster_id": cell % n_clusters,
+            "n_neurons": np.concatenate(counts) if counts else cell}))
     schema = SCHEMAS["explanation_cluster_null_counts"]
     if not out:
         return pl.DataFrame(schema=schema)

@@ -8,6 +8,7 @@ verdict, linking to the listed neurons that share its clusters."""
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -112,7 +113,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _neuron_page(con, row: dict, listed: set[tuple], depth: int) -> str:
+def _neuron_page(con, row: dict, clusters: ListedClusters, depth: int) -> str:
     key = [row[k] for k in _KEYS]
     contexts = row["top_contexts"]
     top = max((c["activation"] for c in contexts), default=0.0)
@@ -139,7 +140,7 @@ def _neuron_page(con, row: dict, listed: set[tuple], depth: int) -> str:
                  "salient_labels"]),
              "<h2>Explanation clusters (Ben Yaakov et al.)</h2>" + _table(
                  row["explanation_clusters"], ["method", "filter_percentile", "seed", "cluster_id"]),
-             "<h2>Activation clusters (Zhang et al.)</h2>" + _cluster_table(con, row, listed, depth),
+             "<h2>Activation clusters (Zhang et al.)</h2>" + _cluster_table(clusters, row, depth),
              "<h2>Spectral modules (Golechha et al.)</h2>" + _table(
                  row["spectral_modules"], ["matrix", "similarity", "k", "module"]),
              "<h2>Stability</h2>" + _table([row], ["previous_checkpoint", "stability_self_corr",
@@ -147,23 +148,50 @@ def _neuron_page(con, row: dict, listed: set[tuple], depth: int) -> str:
     return _page(title, "".join(parts), depth)
 
 
-def _cluster_table(con, row: dict, listed: set[tuple], depth: int) -> str:
+_CLUSTER = ("model", "checkpoint", "site", "representation", "k", "refined", "method",
+            "cluster_id")
+
+
+@dataclass
+class ListedClusters:
+    """The size of every activation cluster that holds a listed neuron, and its listed neurons
+    (ordered by layer and neuron), keyed by the cluster's `_CLUSTER` values: two queries for the
+    whole site instead of one per (page, cluster)."""
+
+    sizes: dict[tuple, int]
+    members: dict[tuple, list[dict]]
+
+    @classmethod
+    def of(cls, con, listed: set[tuple]) -> ListedClusters:
+        keys, using = ", ".join(_CLUSTER), ", ".join(_KEYS)
+        params = [[key[i] for key in listed] for i in range(len(_KEYS))]
+        with_listed = ("with listed as (select " + ", ".join(f"unnest(?) as {k}" for k in _KEYS)
+                       + f"), held as (select {keys}, layer, neuron from stg_activation_clusters "
+                       f"join listed using ({using})) ")
+        members: dict[tuple, list[dict]] = {}
+        for r in _rows(con, with_listed + "select * from held order by layer, neuron", params):
+            members.setdefault(tuple(r[k] for k in _CLUSTER), []).append(r)
+        sizes = {tuple(r[k] for k in _CLUSTER): r["n"] for r in _rows(
+            con, with_listed + f"select {keys}, count(*) as n from stg_activation_clusters "
+                               f"join (select distinct {keys} from held) using ({keys}) "
+                               "group by all", params)}
+        return cls(sizes, members)
+
+
+def _cluster_table(clusters: ListedClusters, row: dict, depth: int) -> str:
     """The neuron's activation clusters with their ablation verdict and the other listed neurons
     of each cluster, linked."""
     up = "../" * depth
     out = []
     for c in row["activation_clusters"]:
-        mates = _rows(con, "select model, checkpoint, site, layer, neuron from "
-                           "stg_activation_clusters where model = ? and checkpoint = ? and "
-                           "site = ? and representation = ? and k = ? and refined = ? and "
-                           "method = ? and cluster_id = ? order by layer, neuron",
-                      [row["model"], row["checkpoint"], row["site"], c["representation"], c["k"],
-                       c["refined"], c["method"], c["cluster_id"]])
-        links = [f"<a href='{up}{page_name(m)}'>L{m['layer']}N{m['neuron']}</a>" for m in mates
-                 if tuple(m[k] for k in _KEYS) in listed and m != {k: row[k] for k in _KEYS}]
+        key = (row["model"], row["checkpoint"], row["site"], c["representation"], c["k"],
+               c["refined"], c["method"], c["cluster_id"])
+        links = [f"<a href='{up}{page_name(m)}'>L{m['layer']}N{m['neuron']}</a>"
+                 for m in clusters.members.get(key, [])
+                 if (m["layer"], m["neuron"]) != (row["layer"], row["neuron"])]
         out.append(f"<tr><td>{html.escape(c['representation'])} K={c['k']}"
                    f"{' refined' if c['refined'] else ''} {html.escape(c['method'])}</td>"
-                   f"<td>{c['cluster_id']}</td><td>{len(mates)}</td>"
+                   f"<td>{c['cluster_id']}</td><td>{clusters.sizes.get(key, 0)}</td>"
                    f"<td>{_fmt(c['cluster_drop_pct'])}</td><td>{_fmt(c['random_drop_pct'])}</td>"
                    f"<td>{_fmt(c['significant_random'])}</td><td>{' '.join(links) or '-'}</td></tr>")
     return ("<table><tr><th>configuration</th><th>cluster</th><th>neurons</th><th>drop %</th>"
@@ -191,11 +219,11 @@ def build_site(warehouse: str | Path, out_dir: str | Path, *, per_list: int = 10
                 pages.update({tuple(r[k] for k in _KEYS): r for r in rows})
             sections.append(f"<h2>{html.escape(model)} {html.escape(checkpoint)}</h2>"
                             + ("".join(items) or "<p>no notable neurons</p>"))
-        listed = set(pages)
+        clusters = ListedClusters.of(con, set(pages))
         for row in pages.values():
             path = out / page_name(row)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(_neuron_page(con, row, listed, depth=2))
+            path.write_text(_neuron_page(con, row, clusters, depth=2))
     index = out / "index.html"
     index.write_text(_page("Notable neurons", "<h1>Notable neurons</h1>" + "".join(sections)))
     return index

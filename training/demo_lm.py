@@ -125,7 +125,6 @@ def train_demo_model(
     model = GPT2LMHeadModel(GPT2Config(
         vocab_size=len(tokenizer), n_positions=config.n_ctx, n_embd=config.d_model,
         n_layer=config.n_layer, n_head=config.n_head, n_inner=config.d_mlp,
-        activation_function="gelu_pytorch_tanh",
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=pad))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)

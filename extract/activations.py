@@ -376,7 +376,7 @@ class ActivationAggregates:
         self.max = torch.maximum(self.max, batch_max.double())
         self.n_positive += n_positive
         if not full:
-            self._add_top(torch.from_numpy(acts), batch.sentence_ids, batch.positions, batch_max)
+            self._add_top(torch.from_numpy(acts), batch.sentence_ids, batch.positions)
 
     def merge(self, other: ActivationAggregates) -> ActivationAggregates:
         """Fold in the aggregates of another part of the corpus (a shard): the result equals the
@@ -413,20 +413,18 @@ class ActivationAggregates:
         self.mean += delta * nb / total
         self.n = total
 
-    def _add_top(self, values: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor,
-                 values_max: torch.Tensor | None = None) -> None:
+    def _add_top(self, values: torch.Tensor, sentence: torch.Tensor, position: torch.Tensor
+                 ) -> None:
         """Fold rows `values` (M x N) into the top-k; their sentence and position are per row
         (M,) for a batch of tokens or per entry (M x N) for another top-k. Once the top-k is
-        full, only the columns where a new value (`values_max`: their column maxima, if known)
-        reaches the k-th best are recomputed."""
+        full (merging another part's top-k), only the columns where a new value reaches the k-th
+        best are recomputed; a batch's entries are inserted by :func:`extract.fold.fold_batch`."""
         if self.top_values.shape[0] < self.top_k:
             self.top_values, self.top_sentence, self.top_position = merge_top(
                 (self.top_values, self.top_sentence, self.top_position),
                 (values, sentence, position), self.top_k)
             return
-        if values_max is None:
-            values_max = values.amax(0)
-        columns = (values_max >= self.top_values[-1]).nonzero().flatten()
+        columns = (values.amax(0) >= self.top_values[-1]).nonzero().flatten()
         if len(columns) == 0:
             return
         state = (self.top_values, self.top_sentence, self.top_position)

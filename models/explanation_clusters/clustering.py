@@ -346,6 +346,9 @@ def null_layer_counts(assignments: pl.DataFrame, n_shuffles: int, seed: int) -> 
     each (layer, cluster) counted. Only non-zero counts are returned; dbt fills the zeros and
     computes the Gini of each shuffle, so `gini_null` is the same SQL Gini as the observed one.
     """
+    schema = SCHEMAS["explanation_cluster_null_counts"]
+    if n_shuffles == 0:
+        return pl.DataFrame(schema=schema)
     out = []
     keys = ["method", "filter_percentile", "seed"]
     for key, rows in assignments.filter(pl.col("cluster_id") != NOISE).group_by(
@@ -361,13 +364,11 @@ def null_layer_counts(assignments: pl.DataFrame, n_shuffles: int, seed: int) -> 
             shuffles.append(np.full(len(nz), s))
             cells.append(nz)
             counts.append(count[nz])
-        cell = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+        cell = np.concatenate(cells)
         out.append(pl.DataFrame({
             "method": key[0], "filter_percentile": key[1], "seed": key[2],
-            "shuffle": np.concatenate(shuffles) if shuffles else cell,
-            "layer": cell // n_clusters, "cluster_id": cell % n_clusters,
-            "n_neurons": np.concatenate(counts) if counts else cell}))
-    schema = SCHEMAS["explanation_cluster_null_counts"]
+            "shuffle": np.concatenate(shuffles), "layer": cell // n_clusters,
+            "cluster_id": cell % n_clusters, "n_neurons": np.concatenate(counts)}))
     if not out:
         return pl.DataFrame(schema=schema)
     return pl.concat([df.cast(schema) for df in out])

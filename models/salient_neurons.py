@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
-import torch.nn.functional as F
 
 # searchList of Alg. 2, in its order: with the strict ">" the first best cell wins, so the order
 # decides ties (lambda = 0 comes last).

@@ -24,6 +24,7 @@ from extract.lake import STUDY_OF, ensure_placeholders
 DBT_DIR = REPO_ROOT / "dbt"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")  # the pipeline's build: data tests only
 
 
 def dbt_env(lake: str | Path, duckdb_path: Path) -> dict[str, str]:
@@ -61,14 +62,16 @@ class StudyGroups(DagsterDbtTranslator):
 
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=StudyGroups())
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, nwh: NwhResource):
-    """Build and test every dbt model into a fresh DuckDB file, then publish it atomically."""
+    """Build every dbt model and run its data tests into a fresh DuckDB file, then publish it
+    atomically. The unit tests (fixed fixtures, independent of the lake) are excluded here, as
+    dbt recommends for production builds; `make test` runs them (tests/dbt/test_unit_tests.py)."""
     target = nwh.warehouse_path
     building = target.with_name(f".{target.name}.{context.run.run_id}.building")
     target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)
     ensure_placeholders(nwh.lake)
     os.environ.update(dbt_env(nwh.lake, building))
     try:
-        yield from dbt.cli(["build"], context=context).stream()
+        yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context).stream()
         os.replace(building, target)
         context.log.info(f"published the warehouse at {target}")
     finally:

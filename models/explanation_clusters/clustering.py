@@ -177,21 +177,34 @@ def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
     return labels
 
 
-def dbscan_exact(x: np.ndarray, eps: float, min_samples: int, *,
-                 block: int = 1024) -> np.ndarray:
-    """Exact DBSCAN with cosine distance at any size, in memory O(block x n): the reference the
-    sampled :func:`dbscan_labels` is measured against. Core points have at least `min_samples`
-    rows (themselves included) within `eps`; clusters are the connected components of the cores
-    under that neighbourhood, found by repeated min-label hooking over blocked similarity rows
-    and pointer jumping until no label changes; a non-core row takes the label of its most
-    similar core within eps (DBSCAN's border points), else noise (-1). Each pass costs one
-    n x n similarity product, so it is a measuring tool, not the default at 307,200 neurons."""
-    xu = _unit(x).astype(np.float32)
-    threshold = np.float32(1.0 - eps)
+def neighbour_counts(xu: np.ndarray, threshold: np.float32, block: int) -> np.ndarray:
+    """How many rows of `xu` (unit rows, itself included) have cosine similarity >= `threshold`
+    with each row. Similarity is symmetric, so each block of rows is multiplied only with itself
+    and the rows after it: the pairs on the right of the diagonal block count for both of their
+    rows (summed along a block's rows and its columns), half the products of the full n x n."""
     n = len(xu)
     counts = np.zeros(n, dtype=np.int64)
     for start in range(0, n, block):
-        counts[start:start + block] = (xu[start:start + block] @ xu.T >= threshold).sum(axis=1)
+        stop = min(start + block, n)
+        near = xu[start:stop] @ xu[start:].T >= threshold
+        counts[start:stop] += near.sum(axis=1)
+        counts[stop:] += near[:, stop - start:].sum(axis=0)
+    return counts
+
+
+def dbscan_exact(x: np.ndarray, eps: float, min_samples: int, *,
+                 block: int = 1024) -> np.ndarray:
+    """Exact DBSCAN with cosine distance at any size, in memory O(block x n) (the default;
+    the sampled :func:`dbscan_labels` is measured against it). Core points have at least
+    `min_samples` rows (themselves included) within `eps` (:func:`neighbour_counts`); clusters
+    are the connected components of the cores under that neighbourhood, found by repeated
+    min-label hooking over blocked similarity rows of the cores and pointer jumping until no
+    label changes; a non-core row takes the label of its most similar core within eps (DBSCAN's
+    border points), else noise (-1)."""
+    xu = _unit(x).astype(np.float32)
+    threshold = np.float32(1.0 - eps)
+    n = len(xu)
+    counts = neighbour_counts(xu, threshold, block)
     cores = np.flatnonzero(counts >= min_samples)
     labels = np.full(n, NOISE, dtype=np.int64)
     if not len(cores):

@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from models.explanation_clusters.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
                                dbscan_exact,
                                dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
-                               null_layer_counts, percentile_filter, random_labels, reassign_noise,
+                               neighbour_counts, null_layer_counts, percentile_filter, random_labels, reassign_noise,
                                unique_rows)
 
 
@@ -231,6 +231,21 @@ def test_blocked_exact_dbscan_equals_scikit_learns(eps, min_samples):
     assert ((ours == -1) == (theirs == -1)).all()
     clustered = theirs >= 0
     assert adjusted_rand_score(theirs[clustered], ours[clustered]) == pytest.approx(1.0)
+
+
+
+@pytest.mark.parametrize("block", [7, 100, 1024])
+def test_neighbour_counts_from_half_the_products_equal_the_full_count(block):
+    """Each row's neighbours counted from the diagonal and upper blocks only equal the count over
+    the full similarity matrix in float64 (a threshold no pair's similarity comes near)."""
+    x = np.random.default_rng(4).normal(size=(100, 8))
+    xu = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    sims = xu.astype(np.float64) @ xu.T.astype(np.float64)
+    threshold = 0.5
+    assert np.abs(sims - threshold).min() > 1e-4
+    expected = (sims >= threshold).sum(axis=1)
+    assert expected.min() >= 1 and expected.max() > 5
+    np.testing.assert_array_equal(neighbour_counts(xu, np.float32(threshold), block), expected)
 
 
 def test_dbscan_is_exact_by_default_and_sampled_on_request():

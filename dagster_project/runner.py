@@ -136,7 +136,8 @@ def run_study(home: Path, study_file: str = "", checkpoint: str | None = None, *
                           checkpoint_fingerprint(folder) if folder else "no checkpoint")
     record_versions(instance, study, key)
     selectable = selection_for(study).resolve(all_assets)
-    selected, stale = to_materialize(instance, selectable, key, everything=everything)
+    selected, stale = to_materialize(instance, selectable, key, run_resources["nwh"].lake,
+                                     everything=everything)
     skipped = sorted(k.to_user_string() for k in selectable - selected)
     for asset, why in sorted(stale.items()):
         say(f"{asset.to_user_string()}: {why}")

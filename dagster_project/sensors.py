@@ -18,13 +18,14 @@ from dagster_project.study import StudyConfig
 from extract.checkpoints import checkpoint_fingerprint, find_checkpoints, ready_checkpoints
 
 
-def stale_run_request(instance: dg.DagsterInstance, study: StudyConfig, key: str,
+def stale_run_request(instance: dg.DagsterInstance, study: StudyConfig, key: str, lake_root: str,
                       run_key: str | None, tags: dict[str, str], log) -> dg.RunRequest | None:
     """A run of partition `key` that materializes its stale and missing assets and what depends
     on them (after recording the sources' current versions); None when everything is up to date."""
     instance.add_dynamic_partitions(checkpoints_partitions.name, [key])
     record_versions(instance, study, key)
-    selected, stale = to_materialize(instance, selection_for(study).resolve(all_assets), key)
+    selected, stale = to_materialize(instance, selection_for(study).resolve(all_assets), key,
+                                     lake_root)
     if not selected:
         log.info(f"{key} is up to date for its files, the study config and the code")
         return None
@@ -53,7 +54,7 @@ def checkpoint_sensor(context: dg.SensorEvaluationContext, nwh: NwhResource):
             continue
         done[name] = version
         key = partition_key(study.model, name)
-        request = stale_run_request(context.instance, study, key, f"{key}@{version}",
+        request = stale_run_request(context.instance, study, key, nwh.lake, f"{key}@{version}",
                                     {VERSION_TAG: version}, context.log)
         requests += [request] if request else []
     waiting = sorted(set(seen) - {name for name, _, _ in ready})
@@ -75,7 +76,7 @@ def daily_refresh(context: dg.ScheduleEvaluationContext, nwh: NwhResource):
         key = partition_key(study.model, name)
         if key in known:
             version = run_version(study.model_dump_json(), checkpoint_fingerprint(folder))
-            request = stale_run_request(context.instance, study, key, None,
+            request = stale_run_request(context.instance, study, key, nwh.lake, None,
                                         {VERSION_TAG: version}, context.log)
             requests += [request] if request else []
     return requests or dg.SkipReason("every checkpoint partition is up to date")

@@ -15,7 +15,10 @@ from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._time import get_current_datetime
 
+from dagster_project.defs.shared import lake_key
+from dagster_project.partitions import parse_partition_key
 from dagster_project.studies import all_assets
+from extract import lake
 
 
 @cache
@@ -62,13 +65,27 @@ def with_downstream(start: set[dg.AssetKey], within: set[dg.AssetKey]) -> set[dg
         selected |= grown
 
 
-def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key: str, *,
-                   everything: bool = False) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
+def absent_model_tables(lake_root: str, model: str) -> dict[dg.AssetKey, str]:
+    """The tables keyed by the model only (the corpus, the probing labels) that have no lake
+    partition for `model`. Their assets are not partitioned, so Dagster calls them up to date
+    once any study in the home has materialized them; a study of another model in the same home
+    still needs its own partition."""
+    return {lake_key(table): f"no lake partition for model {model!r}"
+            for table in sorted(lake.CORPUS_TABLES)
+            if not lake.exists(lake.partition_path(lake_root, table, model))}
+
+
+def to_materialize(instance: dg.DagsterInstance, selected: set[dg.AssetKey], key: str,
+                   lake_root: str, *, everything: bool = False
+                   ) -> tuple[set[dg.AssetKey], dict[dg.AssetKey, str]]:
     """Of the `selected` assets, those of partition `key` to materialize: all when `everything`,
-    else the stale and missing ones and what depends on them; and the stale ones with why. The
+    else the stale and missing ones, the model's tables absent from the lake at `lake_root`
+    (:func:`absent_model_tables`), and what depends on them; and the stale ones with why. The
     sources' versions must have been recorded first
     (:func:`dagster_project.defs.sources.record_versions`)."""
     if everything:
         return selected, {}
-    stale = stale_assets(instance, sorted(selected), key)
+    absent = absent_model_tables(lake_root, parse_partition_key(key)[0])
+    stale = {**stale_assets(instance, sorted(selected), key),
+             **{k: why for k, why in absent.items() if k in selected}}
     return with_downstream(set(stale), selected), stale

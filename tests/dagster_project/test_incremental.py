@@ -17,7 +17,7 @@ import yaml
 
 from dagster_project.studies import all_assets
 from dagster_project.runner import run_study
-from extract.lake import STUDY_TABLES
+from extract.lake import CORPUS_TABLES, STUDY_TABLES, exists, partition_path
 from tests.conftest import run_tiny_study
 
 
@@ -87,6 +87,29 @@ def test_one_section_changed_reruns_that_study_and_what_depends_on_it(copied, tm
     assert _marts(home) == _marts(fresh)
 
 
+
+def test_a_second_model_in_the_same_home_gets_its_own_corpus_and_redoes_nothing_of_the_first(
+        copied):
+    """The corpus and the probing labels are keyed by the model in the lake but not partitioned
+    in Dagster: a study of another model in a home where one has run finds them absent for its
+    model and materializes them (it used to call them up to date and fail on the missing
+    partition); the first model's study then has nothing to redo."""
+    home, study, instance = copied
+    first = yaml.safe_load(study.read_text())
+    second = study.with_name("second.yaml")
+    second.write_text(yaml.safe_dump({**first, "model": "tiny-second"}))
+    said = []
+    outcome = run_study(home, str(second), instance=instance, say=said.append)
+    assert outcome.success
+    assert {"lake/corpus", "lake/probe_labels"} <= set(outcome.materialized)
+    assert "lake/corpus: no lake partition for model 'tiny-second'" in said
+    for table in sorted(CORPUS_TABLES):
+        for model in (first["model"], "tiny-second"):
+            assert exists(partition_path(home / "lake", table, model)), (table, model)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        models = {r[0] for r in con.execute("select distinct model from fct_layer_gini").fetchall()}
+    assert models == {first["model"], "tiny-second"}
+    assert run_study(home, str(study), instance=instance).materialized == []
 
 
 def _run_materializations(instance, run_id) -> set[str]:

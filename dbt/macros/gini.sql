@@ -3,8 +3,9 @@
     (Ben Yaakov et al., Sec. 3.1): G = sum_i sum_j |x_i - x_j| / (2 n^2 mean(x)), computed from
     the ascending order statistics as G = 2 sum_i i x_(i) / (n sum x) - (n + 1) / n.
     `counts` has a row (cluster_id, n_neurons) for each cluster that holds neurons (rows with
-    n_neurons = 0 are allowed) and the group's n_clusters = n. The m clusters without a row hold
-    none: they take the first n - m ranks and add nothing but the rank offset. Equal counts are
+    n_neurons = 0 are allowed) and the group's n_clusters = n. With m rows, the n - m clusters
+    without a row hold none: they take the first n - m ranks and add nothing but that offset
+    (n_clusters - n_given below). Equal counts are
     interchangeable in the sum, so it runs over each group's histogram of counts, not over a
     sort of every row: the f clusters holding v neurons, after c clusters with fewer, take
     ranks (n - m) + c + 1 .. (n - m) + c + f, adding v f ((n - m) + c + (f + 1) / 2). -#}

@@ -1,27 +1,14 @@
 """The explanation-cluster marts built by dbt on a lake of known random clusterings."""
 
-import os
-import subprocess
-
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
-from dagster_project.defs.warehouse import DBT_DIR, DBT_EXECUTABLE, dbt_env
 from extract import lake
+from tests.dbt.build import dbt_build
 
 N_LAYERS, PER_LAYER, CLUSTER_SIZE = 48, 100, 10
-
-
-def _build(lake_dir, duckdb_path, select: str) -> None:
-    lake.ensure_placeholders(lake_dir)
-    env = {**os.environ, **dbt_env(lake_dir, duckdb_path)}
-    done = subprocess.run([DBT_EXECUTABLE, "build", "--select", select,
-                           "--indirect-selection", "cautious",  # tests of selected models only
-                           "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:]
 
 
 def test_random_clusters_have_the_uniform_layer_variance(tmp_path):
@@ -43,7 +30,8 @@ def test_random_clusters_have_the_uniform_layer_variance(tmp_path):
     lake_dir = tmp_path / "lake"
     lake.write_table(lake_dir, "explanation_clusters", assignments, "m", checkpoint="c")
     lake.write_table(lake_dir, "clusterings", clusterings, "m", checkpoint="c")
-    _build(lake_dir, tmp_path / "w.duckdb", "+fct_cluster_variance_summary")
+    dbt_build(lake_dir, tmp_path / "w.duckdb", "--select", "+fct_cluster_variance_summary",
+              "--indirect-selection", "cautious")  # tests of the selected models only
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         mean, wavg, uniform, eta = con.execute(
             "select mean_variance, wavg_variance, uniform_variance, eta_squared "

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from extract import lake
-from tests.dbt.test_explanation_cluster_marts import _build
+from tests.dbt.build import dbt_build
 
 N = 200  # MLP neurons of layer 0
 
@@ -84,7 +84,8 @@ def warehouse(tmp_path_factory):
     _write(lake_dir, "spectral_modules", {
         "layer": [0, 0], "matrix": ["mlp_in", "mlp_out"], "similarity": ["weight"] * 2,
         "k": [2, 2], "neuron": [3, 3], "module": [1, 0]})
-    _build(lake_dir, tmp / "w.duckdb", "+fct_study_agreement +dim_neuron_profile")
+    dbt_build(lake_dir, tmp / "w.duckdb", "--select", "+fct_study_agreement +dim_neuron_profile",
+              "--indirect-selection", "cautious")  # tests of the selected models only
     return dict(path=tmp / "w.duckdb", rank=rank, universal=universal, score=score,
                 sparsity=1 - frac_positive, kurtosis=kurtosis)
 

@@ -61,7 +61,8 @@ STUDY_TABLES: dict[str, dict[str, dict[str, pl.DataType]]] = {
         },
         "explanation_cluster_null_counts": {
             "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,
-            "shuffle": pl.Int64, "layer": pl.Int64, "cluster_id": pl.Int64, "n_neurons": pl.Int64,
+            "shuffle": pl.Int64, "layer": pl.Int64, "n_neurons": pl.Int64,
+            "n_clusters_holding": pl.Int64,
         },
         "cluster_topics": {
             "method": pl.Utf8, "filter_percentile": pl.Int64, "seed": pl.Int64,

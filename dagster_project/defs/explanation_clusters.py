@@ -114,9 +114,10 @@ _CLUSTERING = {
     "explanation_clusters": "Cluster id of each neuron kept by the per-layer score percentile "
                             "filter, per clustering (-1 = noise: HDBSCAN's, and DBSCAN's "
                             "with clustering.dbscan_noise: keep).",
-    "explanation_cluster_null_counts": "Permutation null: neurons per (layer, cluster) after "
-                                       "shuffling the layer labels against the same clusters, "
-                                       "per shuffle (non-zero counts; dbt computes gini_null).",
+    "explanation_cluster_null_counts": "Permutation null: after each shuffle of the layer "
+                                       "labels against the same clusters, each layer's "
+                                       "histogram of neurons per cluster (how many clusters "
+                                       "hold exactly n of its neurons; dbt computes gini_null).",
     "cluster_topics": "Topic words (class-based TF-IDF, BERTopic) and three representative "
                       "explanations of every cluster of every clustering.",
 }

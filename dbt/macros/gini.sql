@@ -1,4 +1,4 @@
-{% macro gini_over_clusters(counts, keys) %}
+{% macro gini_over_clusters(counts, keys, held='count(*)') %}
 {#- Gini coefficient of the neuron counts x over all n clusters of each group of `keys`
     (Ben Yaakov et al., Sec. 3.1): G = sum_i sum_j |x_i - x_j| / (2 n^2 mean(x)), computed from
     the ascending order statistics as G = 2 sum_i i x_(i) / (n sum x) - (n + 1) / n.
@@ -8,7 +8,9 @@
     (n_clusters - n_given below). Equal counts are
     interchangeable in the sum, so it runs over each group's histogram of counts, not over a
     sort of every row: the f clusters holding v neurons, after c clusters with fewer, take
-    ranks (n - m) + c + 1 .. (n - m) + c + f, adding v f ((n - m) + c + (f + 1) / 2). -#}
+    ranks (n - m) + c + 1 .. (n - m) + c + f, adding v f ((n - m) + c + (f + 1) / 2).
+    `held` counts the clusters of a row group with equal n_neurons: count(*) for one row per
+    cluster, sum(n_clusters_holding) where `counts` is already that histogram (the null). -#}
 select
     {{ keys | join(', ') }},
     cast(sum(n_neurons * n_held) as bigint) as n_neurons,
@@ -25,7 +27,7 @@ from (
             rows between unbounded preceding and 1 preceding), 0) as n_below
     from (
         select {{ keys | join(', ') }}, n_neurons, any_value(n_clusters) as n_clusters,
-            count(*) as n_held
+            {{ held }} as n_held
         from {{ counts }}
         group by all
     )

@@ -6,7 +6,7 @@ select
     cast(seed as bigint) as seed,
     cast(shuffle as bigint) as shuffle,
     cast(layer as bigint) as layer,
-    cast(cluster_id as bigint) as cluster_id,
-    cast(n_neurons as bigint) as n_neurons
+    cast(n_neurons as bigint) as n_neurons,
+    cast(n_clusters_holding as bigint) as n_clusters_holding
 from {{ source('lake', 'explanation_cluster_null_counts') }}
 where model <> '_none'

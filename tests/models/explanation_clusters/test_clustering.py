@@ -142,7 +142,9 @@ def test_ami_ignores_noise_and_is_one_when_clusters_are_the_layers():
     assert ami_with_layer(layers, np.full(7, -1)) is None
 
 
-def test_null_counts_keep_each_layer_size_and_each_cluster_size():
+def test_null_counts_are_each_layers_histogram_of_the_shuffled_cell_counts():
+    """Against an independent count: the same seeded permutations, the (layer, cluster) cells
+    counted by polars group-bys, then each layer's counts tallied."""
     rng = np.random.default_rng(0)
     n = 600
     assignments = pl.DataFrame({"method": "kmeans", "filter_percentile": 0, "seed": 0,
@@ -150,14 +152,25 @@ def test_null_counts_keep_each_layer_size_and_each_cluster_size():
                                 "cluster_id": rng.integers(-1, 5, n)})
     null = null_layer_counts(assignments, n_shuffles=20, seed=3)
     clustered = assignments.filter(pl.col("cluster_id") >= 0)
-    assert null["shuffle"].n_unique() == 20
+    expected = []
+    for s in range(20):
+        shuffled = np.random.default_rng([3, s]).permutation(clustered["layer"].to_numpy())
+        cells = clustered.with_columns(layer=pl.Series(shuffled)).group_by(
+            "layer", "cluster_id").len("n_neurons")
+        expected.append(cells.group_by("layer", "n_neurons").len("n_clusters_holding")
+                        .with_columns(shuffle=pl.lit(s)))
+    order = ["shuffle", "layer", "n_neurons"]
+    expected = pl.concat(expected).select(*order, "n_clusters_holding").cast(pl.Int64).sort(order)
+    assert null.select(*order, "n_clusters_holding").sort(order).equals(expected)
+    assert null["n_clusters_holding"].min() >= 1 and null["n_neurons"].min() >= 1
+    # each shuffle keeps every layer's size, and no layer fills more than the 5 clusters
     for _, one in null.group_by("shuffle"):
-        by_layer = one.group_by("layer").agg(pl.col("n_neurons").sum()).sort("layer")
-        assert by_layer["n_neurons"].to_list() == \
+        by_layer = one.group_by("layer").agg(
+            (pl.col("n_neurons") * pl.col("n_clusters_holding")).sum().alias("size"),
+            pl.col("n_clusters_holding").sum().alias("clusters")).sort("layer")
+        assert by_layer["size"].to_list() == \
             clustered.group_by("layer").len().sort("layer")["len"].to_list()
-        by_cluster = one.group_by("cluster_id").agg(pl.col("n_neurons").sum()).sort("cluster_id")
-        assert by_cluster["n_neurons"].to_list() == \
-            clustered.group_by("cluster_id").len().sort("cluster_id")["len"].to_list()
+        assert by_layer["clusters"].max() <= 5
     assert null.equals(null_layer_counts(assignments, 20, seed=3))  # seeded
     assert not null.equals(null_layer_counts(assignments, 20, seed=4))
 

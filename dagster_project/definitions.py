@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
-
 from dagster_project.defs import warehouse
 from dagster_project.home import default_home, default_lake
 from dagster_project.jobs import extraction_shards_celery_job, extraction_shards_job, main_job
@@ -23,8 +21,8 @@ def resources(home: str | None = None, study_file: str | None = None,
                            study_file=study_file if study_file is not None
                            else os.environ.get("NWH_STUDY", ""),
                            lake_url=lake_url if lake_url is not None else default_lake()),
-        "dbt": DbtCliResource(project_dir=warehouse.dbt_project,
-                              dbt_executable=warehouse.DBT_EXECUTABLE),
+        "dbt": warehouse.WarehouseDbt(project_dir=warehouse.dbt_project,
+                                      dbt_executable=warehouse.DBT_EXECUTABLE),
     }
 
 

@@ -115,6 +115,13 @@ def exists(path: str | Path) -> bool:
     return fs.exists(target)
 
 
+def file_columns(path: str | Path) -> list[str]:
+    """The column names of one Parquet file (its footer only)."""
+    fs, target = url_to_fs(str(path))
+    with fs.open(target, "rb") as f:
+        return pq.read_schema(f).names
+
+
 def write_table(
     lake: str | Path, table: str, df: pl.DataFrame, model: str, *, checkpoint: str | None = None
 ) -> str:
@@ -145,12 +152,32 @@ def ensure_placeholders(lake: str | Path) -> None:
     """Give every table a zero-row typed file so dbt staging views compile in any study.
 
     The placeholder lives at ``model=_none/checkpoint=_none/``, a name no user model can take
-    (names start with a letter or digit), and contributes no rows.
+    (names start with a letter or digit), and contributes no rows. One written before a table's
+    columns changed is rewritten.
     """
     for table, schema in SCHEMAS.items():
         folder = f"{table_dir(lake, table)}/model={PLACEHOLDER}"
         if table not in CORPUS_TABLES:
             folder = f"{folder}/checkpoint={PLACEHOLDER}"
         path = f"{folder}/data.parquet"
-        if not exists(path):
+        if not exists(path) or file_columns(path) != list(schema):
             atomic_write_parquet(pl.DataFrame(schema=schema).to_arrow(), path)
+
+
+def outdated_partitions(lake: str | Path) -> list[str]:
+    """The partitions whose columns are not their table's (written before the table changed),
+    one line each naming the table, model, checkpoint and the columns missing and extra: dbt
+    reads every partition of a table together, so it cannot build beside them."""
+    found = []
+    for table, schema in SCHEMAS.items():
+        fs, root = url_to_fs(table_dir(lake, table))
+        for path in sorted(fs.glob(f"{root}/model=*/**/data.parquet")):
+            partition = posixpath.dirname(path)[len(root) + 1:]
+            if partition.startswith(f"model={PLACEHOLDER}"):
+                continue
+            columns = file_columns(fs.unstrip_protocol(path))
+            if columns != list(schema):
+                missing = [c for c in schema if c not in columns]
+                extra = [c for c in columns if c not in schema]
+                found.append(f"{table} {partition}: missing {missing}, extra {extra}")
+    return found

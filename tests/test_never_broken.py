@@ -1,6 +1,7 @@
 """A warehouse that never breaks: atomic lake writes and an atomic warehouse publication."""
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -150,3 +151,49 @@ def test_a_lake_write_that_fails_names_the_table_and_the_cause_and_keeps_every_t
         if name.endswith(".parquet"):
             pl.read_parquet(lake_dir / name)  # every table is readable
     assert (home / "warehouse.duckdb").read_bytes() == warehouse
+
+
+def _write_columns(path: Path, columns: list[str]) -> None:
+    """A one-row Parquet file with these (int64) columns, as an older version of a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({c: [0] for c in columns}).write_parquet(path)
+
+
+def test_partitions_of_an_older_schema_are_named_and_an_old_placeholder_is_rewritten(tmp_path):
+    null = "explanation_cluster_null_counts"
+    lake.write_table(tmp_path, null, pl.DataFrame(schema=lake.SCHEMAS[null]), "m", checkpoint="new")
+    old_null = ["method", "filter_percentile", "seed", "shuffle", "layer", "cluster_id", "n_neurons"]
+    _write_columns(tmp_path / null / "model=m" / "checkpoint=old" / "data.parquet", old_null)
+    corpus = [c for c in lake.SCHEMAS["corpus"] if c != "split"] + ["old"]
+    _write_columns(tmp_path / "corpus" / "model=m" / "data.parquet", corpus)
+    placeholder = tmp_path / null / "model=_none" / "checkpoint=_none" / "data.parquet"
+    _write_columns(placeholder, old_null)
+
+    lake.ensure_placeholders(tmp_path)
+    assert lake.file_columns(placeholder) == list(lake.SCHEMAS[null])
+    assert lake.outdated_partitions(tmp_path) == [
+        "corpus model=m: missing ['split'], extra ['old']",
+        f"{null} model=m/checkpoint=old: missing ['n_clusters_holding'], extra ['cluster_id']"]
+
+
+def test_a_partition_of_an_older_schema_stops_the_build_and_keeps_the_warehouse(built, tmp_path):
+    """A home built before a table's columns changed, with a second checkpoint not yet re-run:
+    the build stops before dbt, says which partition to re-run and how, and the published
+    warehouse stays."""
+    from dagster_project.errors import user_message
+
+    home = tmp_path / "home"
+    shutil.copytree(built[0], home, ignore=shutil.ignore_patterns("dagster"))
+    model = built[2].partition_key.split("/")[0]
+    null = "explanation_cluster_null_counts"
+    _write_columns(home / "lake" / null / f"model={model}" / "checkpoint=checkpoint-1" /
+                   "data.parquet", ["method", "shuffle", "layer", "cluster_id", "n_neurons"])
+    before = (home / "warehouse.duckdb").read_bytes()
+    with pytest.raises(Exception) as failed:
+        dg.materialize([*all_assets], selection=dg.AssetSelection.assets(warehouse_dbt),
+                       resources=resources(str(home), str(built[1])),
+                       instance=dg.DagsterInstance.ephemeral())
+    message = user_message(failed.value)
+    assert f"{null} model={model}/checkpoint=checkpoint-1: missing" in message
+    assert "nwh run --config" in message and "--checkpoint" in message
+    assert (home / "warehouse.duckdb").read_bytes() == before

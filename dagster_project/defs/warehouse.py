@@ -22,7 +22,7 @@ from packaging.version import Version
 
 from dagster_project.home import REPO_ROOT, default_home
 from dagster_project.resources import NwhResource
-from extract.lake import STUDY_OF, ensure_placeholders
+from extract.lake import STUDY_OF, LakeError, ensure_placeholders, outdated_partitions
 
 DBT_DIR = REPO_ROOT / "dbt"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
@@ -76,12 +76,22 @@ class StudyGroups(DagsterDbtTranslator):
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=StudyGroups())
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: NwhResource):
     """Build every dbt model and run its data tests into a fresh DuckDB file, then publish it
-    atomically. The unit tests (fixed fixtures, independent of the lake) are excluded here, as
+    atomically. Lake partitions written before their table's columns changed stop it first,
+    named with what to re-run. The unit tests (fixed fixtures, independent of the lake) are excluded here, as
     dbt recommends for production builds; `make test` runs them (tests/dbt/test_unit_tests.py)."""
     target = nwh.warehouse_path
     building = target.with_name(f".{target.name}.{context.run.run_id}.building")
     target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)
     ensure_placeholders(nwh.lake)
+    outdated = outdated_partitions(nwh.lake)
+    if outdated:
+        raise LakeError(
+            f"the lake holds {len(outdated)} partition(s) written before their table's columns "
+            "changed, and dbt reads all of a table's partitions together: the warehouse was not "
+            "rebuilt (the published one is unchanged). Re-run each with `nwh run --config "
+            "<its study> --checkpoint <checkpoint>`, which redoes what is out of date (or delete "
+            f"the partition's folder under {nwh.lake} if its checkpoint is gone):\n"
+            + "\n".join(outdated[:20]) + ("\n..." if len(outdated) > 20 else ""))
     os.environ.update(dbt_env(nwh.lake, building))
     try:
         yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context).stream()

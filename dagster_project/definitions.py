@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+
 from dagster_project.defs import warehouse
 from dagster_project.home import default_home, default_lake
 from dagster_project.jobs import extraction_shards_celery_job, extraction_shards_job, main_job

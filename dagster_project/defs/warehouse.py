@@ -77,8 +77,9 @@ class StudyGroups(DagsterDbtTranslator):
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: NwhResource):
     """Build every dbt model and run its data tests into a fresh DuckDB file, then publish it
     atomically. Lake partitions written before their table's columns changed stop it first,
-    named with what to re-run. The unit tests (fixed fixtures, independent of the lake) are excluded here, as
-    dbt recommends for production builds; `make test` runs them (tests/dbt/test_unit_tests.py)."""
+    named with what to re-run. The unit tests (fixed fixtures, independent of the lake) are
+    excluded here, as dbt recommends for production builds; `make test` runs them
+    (tests/dbt/test_unit_tests.py)."""
     target = nwh.warehouse_path
     building = target.with_name(f".{target.name}.{context.run.run_id}.building")
     target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)

@@ -375,13 +375,13 @@ def null_layer_counts(assignments: pl.DataFrame, n_shuffles: int, seed: int) -> 
         n_layers, n_clusters = int(layers.max()) + 1, int(clusters.max()) + 1
         # no (layer, cluster) cell holds more than its layer or its cluster
         width = min(np.bincount(layers).max(), np.bincount(clusters).max()) + 1
-        cell_layer = np.repeat(np.arange(n_layers) * width, n_clusters)
+        layer_offset = np.repeat(np.arange(n_layers) * width, n_clusters)  # of each cell
         shuffles, cells, held = [], [], []
         for s in range(n_shuffles):
             rng = np.random.default_rng([seed, s])
             count = np.bincount(rng.permutation(layers) * n_clusters + clusters,
                                 minlength=n_layers * n_clusters)
-            histogram = np.bincount(cell_layer + count, minlength=n_layers * width)
+            histogram = np.bincount(layer_offset + count, minlength=n_layers * width)
             histogram[::width] = 0  # the empty clusters: implied by n_clusters
             nz = np.flatnonzero(histogram)
             shuffles.append(np.full(len(nz), s))

@@ -14,6 +14,7 @@ import pytest
 
 from dagster_project.defs.warehouse import warehouse_dbt
 from dagster_project.definitions import resources
+from dagster_project.partitions import parse_partition_key
 from dagster_project.studies import all_assets
 from extract import lake
 from tests.conftest import run_tiny_study, write_study
@@ -184,7 +185,7 @@ def test_a_partition_of_an_older_schema_stops_the_build_and_keeps_the_warehouse(
 
     home = tmp_path / "home"
     shutil.copytree(built[0], home, ignore=shutil.ignore_patterns("dagster"))
-    model = built[2].partition_key.split("/")[0]
+    model, _ = parse_partition_key(built[2].partition_key)
     null = "explanation_cluster_null_counts"
     _write_columns(home / "lake" / null / f"model={model}" / "checkpoint=checkpoint-1" /
                    "data.parquet", ["method", "shuffle", "layer", "cluster_id", "n_neurons"])

@@ -87,7 +87,6 @@ def test_one_section_changed_reruns_that_study_and_what_depends_on_it(copied, tm
     assert _marts(home) == _marts(fresh)
 
 
-
 def test_a_second_model_in_the_same_home_gets_its_own_corpus_and_redoes_nothing_of_the_first(
         copied):
     """The corpus and the probing labels are keyed by the model in the lake but not partitioned

@@ -14,8 +14,8 @@ their layer's p-th percentile (Sec. 2.2 of the paper), then cluster the kept emb
   ``hdbscan_noise: keep``. ``hdbscan_reduction: pca`` is the option.
 - ``random``: the uniform baseline, each neuron in one of K clusters with equal probability.
 
-DBSCAN is exact at any size by default (``dbscan_exact``, blocked: one n x n similarity pass per
-round, about 13 s at 50,000 neurons); ``dbscan_fit: sampled`` and HDBSCAN fit at most
+DBSCAN is exact at any size by default (:func:`models.explanation_clusters.dbscan.dbscan_exact`:
+two blocked passes over the similarity matrix); ``dbscan_fit: sampled`` and HDBSCAN fit at most
 ``max_fit_neurons`` neurons (a seeded sample) and extend the others to the fitted clusters
 (DBSCAN: the label of the nearest core point within eps; HDBSCAN: ``approximate_predict``).
 """
@@ -32,12 +32,12 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_mutual_info_score
 
 from core.schema import SCHEMAS
+from models.explanation_clusters.dbscan import NOISE, dbscan_exact, unit_rows
 
 METHODS = ("kmeans", "dbscan", "hdbscan", "random")
 NOISE_CHOICES = ("reassign", "keep")
 REDUCTIONS = ("umap", "pca")
 DBSCAN_FITS = ("exact", "sampled")
-NOISE = -1
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,10 @@ def random_labels(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=n)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms == 0, 1, norms)).astype(np.float32)
-
-
 def nearest_rows(x: np.ndarray, targets: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """(index of the most cosine-similar row of `targets`, its cosine distance) for each row of
     `x`, computed in chunks of rows so memory stays at chunk x len(targets)."""
-    xu, tu = _unit(x), _unit(targets)
+    xu, tu = unit_rows(x), unit_rows(targets)
     best = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(x), chunk):
@@ -140,7 +135,7 @@ def reassign_noise(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     noise = labels == NOISE
     if len(clusters) == 0 or not noise.any():
         return labels
-    centres = np.stack([_unit(x[labels == c]).mean(axis=0) for c in clusters])
+    centres = np.stack([unit_rows(x[labels == c]).mean(axis=0) for c in clusters])
     nearest, _ = nearest_rows(x[noise], centres)
     out = labels.copy()
     out[noise] = clusters[nearest]
@@ -175,64 +170,6 @@ def dbscan_labels(x: np.ndarray, eps: float, min_samples: int, max_fit: int,
         nearest, dist = nearest_rows(x[rest], distinct[cores])
         labels[rest] = np.where(dist <= eps, model.labels_[cores][nearest], NOISE)
     return labels
-
-
-def neighbour_counts(xu: np.ndarray, threshold: np.float32, block: int) -> np.ndarray:
-    """How many rows of `xu` (unit rows, itself included) have cosine similarity >= `threshold`
-    with each row. Similarity is symmetric, so each block of rows is multiplied only with itself
-    and the rows after it: the pairs on the right of the diagonal block count for both of their
-    rows (summed along a block's rows and its columns), half the products of the full n x n."""
-    n = len(xu)
-    counts = np.zeros(n, dtype=np.int64)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        near = xu[start:stop] @ xu[start:].T >= threshold
-        counts[start:stop] += near.sum(axis=1)
-        counts[stop:] += near[:, stop - start:].sum(axis=0)
-    return counts
-
-
-def dbscan_exact(x: np.ndarray, eps: float, min_samples: int, *,
-                 block: int = 1024) -> np.ndarray:
-    """Exact DBSCAN with cosine distance at any size, in memory O(block x n) (the default;
-    the sampled :func:`dbscan_labels` is measured against it). Core points have at least
-    `min_samples` rows (themselves included) within `eps` (:func:`neighbour_counts`); clusters
-    are the connected components of the cores under that neighbourhood, found by repeated
-    min-label hooking over blocked similarity rows of the cores and pointer jumping until no
-    label changes; a non-core row takes the label of its most similar core within eps (DBSCAN's
-    border points), else noise (-1)."""
-    xu = _unit(x).astype(np.float32)
-    threshold = np.float32(1.0 - eps)
-    n = len(xu)
-    counts = neighbour_counts(xu, threshold, block)
-    cores = np.flatnonzero(counts >= min_samples)
-    labels = np.full(n, NOISE, dtype=np.int64)
-    if not len(cores):
-        return labels
-    xc = xu[cores]
-    parent = np.arange(len(cores))
-    changed = True
-    while changed:
-        changed = False
-        for start in range(0, len(cores), block):
-            near = xc[start:start + block] @ xc.T >= threshold
-            hooked = np.where(near, parent[None, :], len(cores)).min(axis=1)
-            rows = np.arange(start, min(start + block, len(cores)))
-            lower = hooked < parent[rows]
-            if lower.any():  # hook each row's root to the smaller label
-                np.minimum.at(parent, parent[rows[lower]], hooked[lower])
-                changed = True
-        while True:  # pointer jumping: every core points at its root
-            jumped = parent[parent]
-            if (jumped == parent).all():
-                break
-            parent = jumped
-    labels[cores] = parent
-    rest = np.setdiff1d(np.arange(n), cores)
-    if len(rest):
-        nearest, dist = nearest_rows(xu[rest], xc)
-        labels[rest] = np.where(dist <= eps, parent[nearest], NOISE)
-    return _dense_ids(labels)
 
 
 def reduce_dimensions(x: np.ndarray, fit: np.ndarray, dims: int, method: str, seed: int

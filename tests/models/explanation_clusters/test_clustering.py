@@ -7,10 +7,10 @@ import pytest
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
 from models.explanation_clusters.clustering import (ClusteringSettings, ami_with_layer, cluster_explanations,
-                               dbscan_exact,
                                dbscan_labels, hdbscan_labels, kmeans_labels, method_labels,
-                               neighbour_counts, null_layer_counts, percentile_filter, random_labels, reassign_noise,
+                               null_layer_counts, percentile_filter, random_labels, reassign_noise,
                                unique_rows)
+from models.explanation_clusters.dbscan import dbscan_exact
 
 
 def test_percentile_filter_keeps_scores_at_or_above_the_layer_percentile():
@@ -228,37 +228,6 @@ def test_hdbscan_on_umap_recovers_topics_and_is_seeded():
     clustered = labels >= 0
     assert clustered.mean() > 0.9 and adjusted_rand_score(truth[clustered], labels[clustered]) > 0.9
     assert (method_labels("hdbscan", x, 3, settings) == labels).all()
-
-
-@pytest.mark.parametrize("eps, min_samples", [(0.05, 5), (0.2, 3), (0.5, 10)])
-def test_blocked_exact_dbscan_equals_scikit_learns(eps, min_samples):
-    """The blocked DBSCAN (the reference for the sampled one at scale) gives scikit-learn's
-    clusters and noise exactly (ARI 1), in blocks far smaller than the data."""
-    from sklearn.cluster import DBSCAN
-
-    x, _ = _blobs(50, n_blobs=4, dim=12, spread=0.08, seed=2)
-    noise = np.random.default_rng(3).normal(size=(20, 12)).astype(np.float32)
-    x = np.concatenate([x, noise / np.linalg.norm(noise, axis=1, keepdims=True)])
-    ours = dbscan_exact(x, eps, min_samples, block=17)
-    theirs = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(x).labels_
-    assert ((ours == -1) == (theirs == -1)).all()
-    clustered = theirs >= 0
-    assert adjusted_rand_score(theirs[clustered], ours[clustered]) == pytest.approx(1.0)
-
-
-
-@pytest.mark.parametrize("block", [7, 100, 1024])
-def test_neighbour_counts_from_half_the_products_equal_the_full_count(block):
-    """Each row's neighbours counted from the diagonal and upper blocks only equal the count over
-    the full similarity matrix in float64 (a threshold no pair's similarity comes near)."""
-    x = np.random.default_rng(4).normal(size=(100, 8))
-    xu = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    sims = xu.astype(np.float64) @ xu.T.astype(np.float64)
-    threshold = 0.5
-    assert np.abs(sims - threshold).min() > 1e-4
-    expected = (sims >= threshold).sum(axis=1)
-    assert expected.min() >= 1 and expected.max() > 5
-    np.testing.assert_array_equal(neighbour_counts(xu, np.float32(threshold), block), expected)
 
 
 def test_dbscan_is_exact_by_default_and_sampled_on_request():

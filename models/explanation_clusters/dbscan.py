@@ -19,12 +19,12 @@ matrix products run in bfloat16 (torch's oneDNN kernels; 2.5-3x float32's rate),
 float32. Either way a pair is decided from the product only when it lies outside a band that
 bounds the product's error around the threshold; inside the band the similarity is recomputed
 in float64 from the float32 unit vectors. Error bound of a bfloat16 product of unit vectors
-(unit roundoff u = 2^-8): rounding the inputs 2u + u^2 = 0.0078, float32 accumulation over d
-<= 1024 terms 6e-5, rounding the bfloat16 output u = 0.0039 (2u if it truncates): < 0.0157, so
-the band is +-2^-5 (0.03125). A float32 product's error is < 2^-12 for d <= 1024 (band
-+-2^-12). The neighbourhoods are therefore those of the float64 similarities in both modes
-(tested against a float64 brute force and scikit-learn). On generated explanations the band
-holds 2.6e-5 of all pairs, so the float64 work is negligible.
+of d dimensions (unit roundoff u = 2^-8): rounding the inputs 2u + u^2, the float32
+accumulation d 2^-24, rounding the bfloat16 output at most 2u; a float32 product's is the
+accumulation alone. The band is twice the bound (:func:`band`; at d = 384: +-0.0313 and
++-4.6e-5). The neighbourhoods are therefore those of the float64 similarities in both modes
+(tested against a float64 brute force and scikit-learn). On generated explanations the
+bfloat16 band holds 2.6e-5 of all pairs, so the float64 work is negligible.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 NOISE = -1
-BAND = {"bfloat16": 2.0 ** -5, "float32": 2.0 ** -12}  # half-width around the threshold
 COLUMN_CHUNK = 2048  # rows of a product block per parallel task
 
 
@@ -52,18 +51,29 @@ def fast_bfloat16() -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
-def product_dtype(threshold: float) -> str:
+def band(dtype: str, dim: int) -> float:
+    """Half-width of the band around the threshold outside which a product of two unit vectors
+    of `dim` dimensions is on the right side of it: twice its error bound (module docstring)."""
+    accumulation = dim * 2.0 ** -24
+    if dtype == "float32":
+        return 2 * accumulation
+    u = 2.0 ** -8
+    return 2 * (2 * u + u * u + accumulation + 2 * u)
+
+
+def product_dtype(threshold: float, dim: int) -> str:
     """'bfloat16' where the CPU supports it and the band stays above zero (the bit-pattern
     comparison of :func:`band_keys` needs positive bounds), else 'float32'."""
-    return "bfloat16" if fast_bfloat16() and threshold - BAND["bfloat16"] > 0 else "float32"
+    ok = fast_bfloat16() and threshold - band("bfloat16", dim) > 0
+    return "bfloat16" if ok else "float32"
 
 
-def band_keys(threshold: float, dtype: str) -> tuple:
+def band_keys(threshold: float, dtype: str, dim: int) -> tuple:
     """(lo, hi) in the products' representation: a product below lo is certainly below the
     threshold, one at or above hi certainly at or above it. For bfloat16 the keys are int16 bit
     patterns (positive bfloat16 values order like their patterns): lo rounds threshold - band
     down, hi rounds threshold + band up."""
-    lo, hi = threshold - BAND[dtype], threshold + BAND[dtype]
+    lo, hi = threshold - band(dtype, dim), threshold + band(dtype, dim)
     if dtype == "float32":
         return np.float32(lo), np.float32(hi)
     bits = np.array([lo, hi], dtype=np.float32).view(np.int32) >> 16
@@ -143,7 +153,7 @@ def neighbour_counts(xu: np.ndarray, threshold: float, min_samples: int, *, bloc
     counts = np.zeros(n, np.int64)
     neighbours = np.empty((n, min_samples), np.int64)
     listed = np.zeros(n, np.int64)
-    lo, hi = band_keys(threshold, dtype)
+    lo, hi = band_keys(threshold, dtype, xu.shape[1])
     for start, products in similarity_blocks(xu, block, dtype):
         _count_block(products, start, lo, hi, xu, threshold, counts, neighbours, listed)
     return counts, neighbours, listed
@@ -204,7 +214,7 @@ def dbscan_exact(x: np.ndarray, eps: float, min_samples: int, *, block: int = 10
     in either (module docstring)."""
     xu = unit_rows(x)
     threshold = 1.0 - eps
-    dtype = dtype or product_dtype(threshold)
+    dtype = dtype or product_dtype(threshold, xu.shape[1])
     counts, neighbours, listed = neighbour_counts(xu, threshold, min_samples, block=block,
                                                   dtype=dtype)
     is_core = counts >= min_samples
@@ -214,7 +224,7 @@ def dbscan_exact(x: np.ndarray, eps: float, min_samples: int, *, block: int = 10
         return labels
     xc = np.ascontiguousarray(xu[cores])
     parent = np.arange(len(cores))
-    lo, hi = band_keys(threshold, dtype)
+    lo, hi = band_keys(threshold, dtype, xu.shape[1])
     for start, products in similarity_blocks(xc, block, dtype):
         _union_near(parent, products, start, lo, hi, xc, threshold)
     while True:  # pointer jumping: every core points at its root

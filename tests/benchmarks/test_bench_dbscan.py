@@ -44,7 +44,7 @@ def test_sampled_dbscan_against_exact_dbscan():
     start = time.perf_counter()
     sampled = dbscan_labels(x, s.dbscan_eps, s.dbscan_min_samples, s.max_fit_neurons, seed=s.seed)
     sampled_s = time.perf_counter() - start
-    fast = product_dtype(1 - s.dbscan_eps)
+    fast = product_dtype(1 - s.dbscan_eps, x.shape[1])
     exact, times = {}, {"float32": [], fast: []}
     dbscan_exact(x[:2000], s.dbscan_eps, s.dbscan_min_samples)  # numba compiles its kernels
     for _ in range(RUNS):  # alternating, so drift of the machine hits both alike

@@ -6,7 +6,7 @@ import torch
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from models.explanation_clusters.dbscan import (BAND, band_keys, dbscan_exact, neighbour_counts,
+from models.explanation_clusters.dbscan import (band, band_keys, dbscan_exact, neighbour_counts,
                                                 unit_rows)
 
 DTYPES = ["float32", "bfloat16"]
@@ -25,26 +25,28 @@ def _bfloat16_bits(value: float) -> float:
 
 @pytest.mark.parametrize("threshold", [0.3, 0.7, 0.95])
 def test_band_keys_bound_the_threshold_by_the_band_as_tightly_as_the_format_allows(threshold):
-    lo, hi = band_keys(threshold, "bfloat16")
-    band = BAND["bfloat16"]
-    assert _bfloat16_bits(lo) <= threshold - band < _bfloat16_bits(lo + 1)
-    assert _bfloat16_bits(hi - 1) <= threshold + band <= _bfloat16_bits(hi)
-    assert band_keys(threshold, "float32") == (np.float32(threshold - BAND["float32"]),
-                                               np.float32(threshold + BAND["float32"]))
+    lo, hi = band_keys(threshold, "bfloat16", 384)
+    half = band("bfloat16", 384)
+    assert half == pytest.approx(2 * (2 ** -7 + 2 ** -16 + 384 * 2 ** -24 + 2 ** -7))  # ~2^-5
+    assert _bfloat16_bits(lo) <= threshold - half < _bfloat16_bits(lo + 1)
+    assert _bfloat16_bits(hi - 1) <= threshold + half <= _bfloat16_bits(hi)
+    assert band("float32", 384) == pytest.approx(384 * 2 ** -23)
+    assert band_keys(threshold, "float32", 384) == (np.float32(threshold - band("float32", 384)),
+                                                    np.float32(threshold + band("float32", 384)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", [7, 64, 1024])
 def test_neighbour_counts_and_lists_equal_a_float64_brute_force(dtype, block):
     """Counts from the half-products and the neighbour lists equal the full float64 similarity
-    matrix's, with many pairs inside the band, where bfloat16 alone would decide some wrongly."""
+    matrix's, with pairs in the bfloat16 band that bfloat16 alone decides wrongly."""
     xu = _crowded()
     sims = xu.astype(np.float64) @ xu.T.astype(np.float64)
     threshold, min_samples = 0.7, 12
     near = sims >= threshold
-    rounded = (torch.from_numpy(xu).bfloat16() @ torch.from_numpy(xu).bfloat16().T).double()
-    assert ((rounded.numpy() >= threshold) != near).sum() > 0  # the recheck has work to do
-    assert (np.abs(sims - threshold) < BAND[dtype]).sum() > 0  # and inside the band
+    if dtype == "bfloat16":  # the float64 recheck has work to do: bfloat16 alone errs
+        rounded = (torch.from_numpy(xu).bfloat16() @ torch.from_numpy(xu).bfloat16().T).double()
+        assert ((rounded.numpy() >= threshold) != near).sum() > 0
     counts, neighbours, listed = neighbour_counts(xu, threshold, min_samples, block=block,
                                                   dtype=dtype)
     np.testing.assert_array_equal(counts, near.sum(axis=1))
@@ -77,7 +79,7 @@ def test_both_product_precisions_give_the_same_labels_with_many_pairs_near_eps()
     labels = dbscan_exact(x, 0.04, 5, block=50, dtype="float32")
     assert labels.max() >= 10 and (labels == -1).sum() >= 100
     sims = x.astype(np.float64) @ x.T.astype(np.float64)
-    assert (np.abs(sims - 0.96) < BAND["bfloat16"]).sum() > 1000
+    assert (np.abs(sims - 0.96) < band("bfloat16", 4)).sum() > 1000
     np.testing.assert_array_equal(labels, dbscan_exact(x, 0.04, 5, block=50, dtype="bfloat16"))
 
 

@@ -5,7 +5,7 @@ Two passes over it:
 
 1. :func:`neighbour_counts`: each row's number of rows within eps (itself included) and, up to
    ``min_samples`` of them, which. Similarity is symmetric, so a block of rows is multiplied
-   with itself and the rows after it only (half the products); a pair right of the diagonal
+   with itself and the rows after it only (half the products); a pair outside the diagonal
    block counts for both of its rows. Core points have at least ``min_samples`` neighbours;
    every other point therefore has its whole neighbourhood listed.
 2. The connected components of the cores: union-find over the same half-products of the
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 NOISE = -1
-COLUMN_CHUNK = 2048  # rows of a product block per parallel task
+TASK_ROWS = 2048  # rows of a product block per parallel task
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -114,12 +114,12 @@ def _count_block(products, start, lo, hi, xu, threshold, counts, neighbours, lis
     Tasks take disjoint chunks of rows; the block's own rows are tallied per task and merged."""
     n_rows, width = products.shape
     cap = neighbours.shape[1]
-    n_tasks = (n_rows + COLUMN_CHUNK - 1) // COLUMN_CHUNK
+    n_tasks = (n_rows + TASK_ROWS - 1) // TASK_ROWS
     block_counts = np.zeros((n_tasks, width), np.int64)
     block_lists = np.empty((n_tasks, width, cap), np.int64)
     block_listed = np.zeros((n_tasks, width), np.int64)
     for task in numba.prange(n_tasks):
-        for r in range(task * COLUMN_CHUNK, min(n_rows, (task + 1) * COLUMN_CHUNK)):
+        for r in range(task * TASK_ROWS, min(n_rows, (task + 1) * TASK_ROWS)):
             i = start + r
             for c in range(width):
                 j = start + c

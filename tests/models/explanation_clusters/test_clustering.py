@@ -243,3 +243,26 @@ def test_dbscan_is_exact_by_default_and_sampled_on_request():
     assert adjusted_rand_score(truth, method_labels("dbscan", x, 3, sampled)) > 0.9
     with pytest.raises(ValueError, match="dbscan_fit"):
         ClusteringSettings(dbscan_fit="approximate")
+
+
+def test_umaps_kernels_are_cached_on_disk_for_the_next_process(tmp_path):
+    """After `umap_with_cached_kernels`, a UMAP kernel that umap compiles without numba's cache
+    writes its machine code to the cache directory, where the next process finds it."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from models.explanation_clusters.clustering import umap_with_cached_kernels
+umap_with_cached_kernels()
+from umap.utils import fast_knn_indices  # one of umap's kernels compiled without cache=True
+print(fast_knn_indices(np.arange(12.0).reshape(4, 3), 2).shape)
+print(sum(fast_knn_indices.stats.cache_hits.values()))
+"""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert runs[0] == ["(4,", "2)", "0"]  # compiled, then saved
+    assert any(tmp_path.rglob("*fast_knn_indices*.nbi"))
+    assert runs[1] == ["(4,", "2)", "1"]  # loaded by the second process

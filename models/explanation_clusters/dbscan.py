@@ -94,6 +94,15 @@ def similarity_blocks(xu: np.ndarray, rows: int, dtype: str) -> Iterator[tuple[i
 
 
 @numba.njit(inline="always")
+def _similarity64(xu, i, j) -> float:
+    """The similarity of rows i and j of `xu`, summed in float64."""
+    dot = 0.0
+    for d in range(xu.shape[1]):
+        dot += np.float64(xu[i, d]) * np.float64(xu[j, d])
+    return dot
+
+
+@numba.njit(inline="always")
 def _near(value, lo, hi, xu, i, j, threshold) -> bool:
     """Whether rows i and j of `xu` have similarity >= threshold, given their product `value`:
     decided by the band keys outside the band, in float64 inside it."""
@@ -101,10 +110,7 @@ def _near(value, lo, hi, xu, i, j, threshold) -> bool:
         return False
     if value >= hi:
         return True
-    dot = 0.0
-    for d in range(xu.shape[1]):
-        dot += np.float64(xu[i, d]) * np.float64(xu[j, d])
-    return dot >= threshold
+    return _similarity64(xu, i, j) >= threshold
 
 
 @numba.njit(parallel=True, cache=True)
@@ -197,9 +203,7 @@ def _border_labels(labels, neighbours, listed, is_core, xu):
             j = neighbours[i, q]
             if not is_core[j]:
                 continue
-            sim = 0.0
-            for d in range(xu.shape[1]):
-                sim += np.float64(xu[i, d]) * np.float64(xu[j, d])
+            sim = _similarity64(xu, i, j)
             if sim > best_sim or (sim == best_sim and j < best):
                 best, best_sim = j, sim
         if best >= 0:

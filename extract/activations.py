@@ -268,7 +268,10 @@ class TokenTypeSums:
     numerator and denominator of Eq. 1 of the activation-clusters paper. Rows exist only for
     the types seen (in order of first appearance; :meth:`by_token` sorts them), so memory is
     seen types x neurons rather than vocabulary x neurons (50,257 x 36,864 float64 = 14.8 GB
-    for GPT-2 small's MLP neurons). The row capacity doubles when it runs out."""
+    for GPT-2 small's MLP neurons). The row capacity doubles when it runs out; the new block
+    comes from ``np.zeros`` (calloc: pages are zeroed by the kernel when first written), so a
+    growth copies the rows in use and touches no spare row (with ``torch.zeros`` + ``cat`` it
+    wrote every spare row twice: 0.75 s of a GPT-2-small-shaped extraction's 2.2 s of folding)."""
 
     def __init__(self, n_neurons: int, vocab_size: int):
         self.vocab_size = vocab_size
@@ -288,8 +291,9 @@ class TokenTypeSums:
             n, needed = len(self.token_ids), len(self.token_ids) + len(new)
             if needed > self._sums.shape[0]:
                 capacity = max(needed, 2 * self._sums.shape[0], 64)
-                self._sums = torch.cat([self._sums[:n],
-                                        self._sums.new_zeros(capacity - n, self.n_neurons)])
+                sums = torch.from_numpy(np.zeros((capacity, self.n_neurons)))
+                sums[:n] = self._sums[:n]
+                self._sums = sums
                 self._counts = torch.cat([self._counts[:n], self._counts.new_zeros(capacity - n)])
             self.row_of[new] = torch.arange(n, needed)
             self.token_ids = torch.cat([self.token_ids, new])

@@ -506,20 +506,21 @@ class ActivationAggregates:
     def token_means_frame(self, n_layers: int, token_strings: Sequence[str] | Mapping[int, str],
                           min_count: int, site: str = SITE_MLP) -> pl.DataFrame:
         """Table ``neuron_token_means`` (Eq. 1) for token types seen at least `min_count` times;
-        `token_strings[token_id]` is a type's text."""
+        `token_strings[token_id]` is a type's text. A row per (type, neuron), type-major: the
+        types' columns cross-joined with the neurons' in Polars' native code, beside the means
+        (building the T x N columns in numpy took 3-5x as long at GPT-2-small width)."""
         types, counts, sums = self.token_sums.by_token(min_count)
-        means = sums / counts[:, None]  # (T, N)
-        n_types, n_neurons = means.shape
-        layer, neuron = np.divmod(np.arange(n_neurons), n_neurons // n_layers)
-        type_row = repeat_each(np.arange(n_types), n_neurons)
-        return pl.DataFrame({
-            "site": site, "layer": np.tile(layer, n_types), "neuron": np.tile(neuron, n_types),
-            "token_id": types.numpy()[type_row],
-            "token": pl.Series([token_strings[i] for i in types.tolist()],
-                               dtype=pl.String).gather(type_row),
-            "token_count": repeat_each(counts.numpy(), n_neurons),
-            "mean_activation": means.flatten().numpy(),
+        layer, neuron = np.divmod(np.arange(sums.shape[1]), sums.shape[1] // n_layers)
+        by_type = pl.DataFrame({
+            "site": pl.Series([site] * len(types), dtype=pl.String), "token_id": types.numpy(),
+            "token": pl.Series([token_strings[i] for i in types.tolist()], dtype=pl.String),
+            "token_count": counts.numpy(),
         })
+        by_neuron = pl.DataFrame({"layer": layer, "neuron": neuron})
+        return (by_type.join(by_neuron, how="cross", maintain_order="left_right")
+                .with_columns(mean_activation=(sums / counts[:, None]).flatten().numpy())
+                .select("site", "layer", "neuron", "token_id", "token", "token_count",
+                        "mean_activation"))
 
     def top_contexts_frame(self, n_layers: int, context_of: Callable[[int, int], tuple[str, str]],
                            site: str = SITE_MLP) -> pl.DataFrame:

@@ -1,5 +1,6 @@
 """A warehouse that never breaks: atomic lake writes and an atomic warehouse publication."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from dagster_project.defs.warehouse import warehouse_dbt
+from dagster_project.defs.warehouse import DBT_DIR, warehouse_dbt
 from dagster_project.definitions import resources
 from dagster_project.partitions import parse_partition_key
 from dagster_project.studies import all_assets
@@ -78,10 +79,17 @@ def test_a_reader_keeps_its_snapshot_while_a_refresh_publishes_a_new_one(tmp_pat
     assert not list(home.glob(".warehouse.duckdb.*"))  # no build file left behind
 
 
+def _folders(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir() if p.is_dir()} if path.exists() else set()
+
+
 def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
+    """... and its compiled SQL, run results and log in the home's dbt-target folder, beside
+    the good build's (none in the repository's dbt/target, which every home shares)."""
     home = tmp_path / "home"
     study = write_study(tmp_path, None, model="m", clustering={"k": 2},
                         explanations={"source": "table", "path": _explanations_csv(tmp_path, [0.1] * 6)})
+    repo_targets = _folders(DBT_DIR / "target")
     run_tiny_study(home, study)
     before = (home / "warehouse.duckdb").read_bytes()
     # Break a cross-table invariant no single-table suite sees: clusters 0 and 1 exist, K says 1.
@@ -94,6 +102,12 @@ def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
                        instance=dg.DagsterInstance.ephemeral())
     assert (home / "warehouse.duckdb").read_bytes() == before
     assert not list(home.glob(".warehouse.duckdb.*"))
+    builds = sorted((home / "dbt-target").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(builds) == 2
+    results = json.loads((builds[-1] / "run_results.json").read_text())["results"]
+    assert any(r["status"] == "fail" and r["unique_id"].startswith("test.") for r in results)
+    assert (builds[-1] / "dbt.log").exists()
+    assert _folders(DBT_DIR / "target") == repo_targets
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ and a reader never sees a half-built file.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -28,10 +29,19 @@ DBT_DIR = REPO_ROOT / "dbt"
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")  # the pipeline's build: data tests only
+KEPT_BUILD_TARGETS = 3  # dbt target folders (compiled SQL, run_results.json, dbt.log) kept per home
 
 
 def dbt_env(lake: str | Path, duckdb_path: Path) -> dict[str, str]:
     return {"NWH_LAKE": str(lake), "NWH_DUCKDB_PATH": str(duckdb_path)}
+
+
+def prune_build_targets(folder: Path, keep: int = KEPT_BUILD_TARGETS) -> None:
+    """Delete all but the `keep` newest build folders under `folder` (each build writes ~13 MB
+    of compiled SQL, artifacts and logs; left alone, every run added a folder for good)."""
+    builds = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in builds[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure_manifest() -> Path:
@@ -77,7 +87,8 @@ class StudyGroups(DagsterDbtTranslator):
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: NwhResource):
     """Build every dbt model and run its data tests into a fresh DuckDB file, then publish it
     atomically. Lake partitions written before their table's columns changed stop it first,
-    named with what to re-run. The unit tests (fixed fixtures, independent of the lake) are
+    named with what to re-run. dbt's artifacts, compiled SQL and log of the build go to
+    ``<home>/dbt-target/<run id>`` (the newest three kept). The unit tests (fixed fixtures, independent of the lake) are
     excluded here, as dbt recommends for production builds; `make test` runs them
     (tests/dbt/test_unit_tests.py)."""
     target = nwh.warehouse_path
@@ -94,12 +105,16 @@ def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: Nwh
             f"the partition's folder under {nwh.lake} if its checkpoint is gone):\n"
             + "\n".join(outdated[:20]) + ("\n..." if len(outdated) > 20 else ""))
     os.environ.update(dbt_env(nwh.lake, building))
+    build_targets = nwh.home_dir / "dbt-target"
+    build_targets.mkdir(exist_ok=True)
     try:
-        yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context).stream()
+        yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context,
+                           target_path=build_targets / context.run.run_id).stream()
         os.replace(building, target)
         context.log.info(f"published the warehouse at {target}")
     finally:
         building.unlink(missing_ok=True)
+        prune_build_targets(build_targets)
 
 
 assets = [warehouse_dbt]

@@ -1,11 +1,20 @@
 """The dbt resource the warehouse asset runs with."""
 
+import os
 import subprocess
 
 from dagster_dbt import DbtCliResource
 
 from dagster_project.definitions import resources
-from dagster_project.defs.warehouse import DBT_EXECUTABLE, WarehouseDbt
+from dagster_project.defs.warehouse import DBT_EXECUTABLE, WarehouseDbt, prune_build_targets
+
+
+def test_only_the_newest_build_folders_are_kept(tmp_path):
+    for age, name in enumerate(["e", "d", "c", "b", "a"]):  # "a" the oldest, "e" the newest
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1_000_000 - age, 1_000_000 - age))
+    prune_build_targets(tmp_path, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d", "e"]
 
 
 def test_the_dbt_version_handed_to_dagster_dbt_is_the_executables():

@@ -55,12 +55,18 @@ def write_instance_config(home: Path, *, postgres: bool = False) -> Path:
     return dagster_home
 
 
+def run_lock(home: Path, *, wait: bool = True, say=print):
+    """One `nwh run` per home at a time (``<home>/run.lock``, :func:`home_lock`)."""
+    return home_lock(home, "run.lock", "nwh run", wait=wait, say=say)
+
+
 @contextmanager
-def run_lock(home: Path, *, wait: bool = True, say=print) -> Iterator[None]:
-    """One `nwh run` per home at a time: an exclusive lock on ``<home>/run.lock`` (flock, released
-    by the kernel if the holder dies). A second run waits for the first, saying so, or with
+def home_lock(home: Path, name: str, holder_kind: str, *, wait: bool = True,
+              say=print) -> Iterator[None]:
+    """An exclusive lock on ``<home>/<name>`` (flock, released by the kernel if the holder
+    dies), held by one `holder_kind` at a time. A second waits for the first, saying so, or with
     `wait` False stops with an error naming the holder."""
-    path = Path(home) / "run.lock"
+    path = Path(home) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         try:
@@ -69,9 +75,10 @@ def run_lock(home: Path, *, wait: bool = True, say=print) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             if not wait:
-                raise RuntimeError(f"another nwh run is working on {home} ({holder}); wait for "
-                                   "it to finish or drop --no-wait") from None
-            say(f"another nwh run is working on {home} ({holder}); waiting for it to finish")
+                raise RuntimeError(f"another {holder_kind} is working on {home} ({holder}); "
+                                   "wait for it to finish or drop --no-wait") from None
+            say(f"another {holder_kind} is working on {home} ({holder}); waiting for it to "
+                "finish")
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -129,3 +132,26 @@ def built(tmp_path_factory, tiny_checkpoints, tiny_seed_checkpoints):
     (home / "dagster").mkdir()
     instance = dg.DagsterInstance.local_temp(str(home / "dagster"))
     return home, study_file, run_tiny_study(home, study_file, instance=instance)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dagster_project.home import home_lock
+home = Path(sys.argv[1])
+with home_lock(home, sys.argv[3], "holder"):
+    (home / "held").write_text("1")
+    time.sleep(float(sys.argv[2]))
+    (home / "releasing").write_text(repr(time.time()))
+"""
+
+
+def lock_holder(home: Path, seconds: float, lock: str = "run.lock") -> subprocess.Popen:
+    """A process holding ``<home>/<lock>`` (:func:`dagster_project.home.home_lock`) for
+    `seconds`, returned once it holds it; it writes <home>/releasing (the time) as it lets go."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home), str(seconds), lock])
+    deadline = time.time() + 60
+    while not (home / "held").exists():
+        assert time.time() < deadline and proc.poll() is None, "the holder never took the lock"
+        time.sleep(0.05)
+    return proc

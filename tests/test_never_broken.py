@@ -18,7 +18,7 @@ from dagster_project.definitions import resources
 from dagster_project.partitions import parse_partition_key
 from dagster_project.studies import all_assets
 from extract import lake
-from tests.conftest import run_tiny_study, write_study
+from tests.conftest import lock_holder, run_tiny_study, write_study
 
 WRITER = """
 import sys, numpy as np, polars as pl
@@ -85,7 +85,9 @@ def _folders(path: Path) -> set[str]:
 
 def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
     """... and its compiled SQL, run results and log in the home's dbt-target folder, beside
-    the good build's (none in the repository's dbt/target, which every home shares)."""
+    the good build's (none in the repository's dbt/target, which every home shares). The second
+    build waits while another process holds the home's build lock, and dbt re-parses only what
+    changed since the first build (whose saved parse it starts from)."""
     home = tmp_path / "home"
     study = write_study(tmp_path, None, model="m", clustering={"k": 2},
                         explanations={"source": "table", "path": _explanations_csv(tmp_path, [0.1] * 6)})
@@ -96,17 +98,22 @@ def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
     clusterings = lake.read_table(home / "lake", "clusterings", "m", "final")
     lake.write_table(home / "lake", "clusterings", clusterings.with_columns(n_clusters=pl.lit(1)),
                      "m", checkpoint="final")
+    other_build = lock_holder(home, 2.0, "build.lock")
+    instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(Exception, match="dbt"):
         dg.materialize([*all_assets], selection=dg.AssetSelection.assets(warehouse_dbt),
-                       resources=resources(str(home), str(study)),
-                       instance=dg.DagsterInstance.ephemeral())
+                       resources=resources(str(home), str(study)), instance=instance)
+    assert other_build.wait(30) == 0
+    assert any(f"another warehouse build is working on {home} (pid {other_build.pid})"
+               in (e.user_message or "") for e in instance.all_logs(instance.get_runs()[0].run_id))
     assert (home / "warehouse.duckdb").read_bytes() == before
     assert not list(home.glob(".warehouse.duckdb.*"))
     builds = sorted((home / "dbt-target").iterdir(), key=lambda p: p.stat().st_mtime)
     assert len(builds) == 2
     results = json.loads((builds[-1] / "run_results.json").read_text())["results"]
     assert any(r["status"] == "fail" and r["unique_id"].startswith("test.") for r in results)
-    assert (builds[-1] / "dbt.log").exists()
+    second_log = (builds[-1] / "dbt.log").read_text()
+    assert "UnableToPartialParse" not in second_log and "Partial parsing enabled" in second_log
     assert _folders(DBT_DIR / "target") == repo_targets
 
 

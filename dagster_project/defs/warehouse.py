@@ -21,7 +21,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging.version import Version
 
-from dagster_project.home import REPO_ROOT, default_home
+from dagster_project.home import REPO_ROOT, default_home, home_lock
 from dagster_project.resources import NwhResource
 from extract.lake import STUDY_OF, LakeError, ensure_placeholders, outdated_partitions
 
@@ -42,6 +42,20 @@ def prune_build_targets(folder: Path, keep: int = KEPT_BUILD_TARGETS) -> None:
     builds = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     for old in builds[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def reuse_partial_parse(builds: Path, build: Path) -> None:
+    """Start `build` (a folder under `builds`) from the newest earlier build's
+    ``partial_parse.msgpack``, so that dbt parses only the files changed since: ~1 s instead of
+    a ~3 s full parse of this project. dbt keeps a saved parse only while the profile is the
+    same, the building file's path included, which is why every build of a home writes the same
+    file; it parses in full whenever the saved state does not match (changed files, env vars or
+    dbt version). Without this, dagster-dbt copies the parse in the repository's dbt/target,
+    made with another path, which dbt always discards."""
+    earlier = [p for p in builds.glob("*/partial_parse.msgpack") if p.parent != build]
+    if earlier:
+        build.mkdir(parents=True, exist_ok=True)
+        shutil.copy(max(earlier, key=lambda p: p.stat().st_mtime), build / "partial_parse.msgpack")
 
 
 def ensure_manifest() -> Path:
@@ -87,12 +101,14 @@ class StudyGroups(DagsterDbtTranslator):
 def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: NwhResource):
     """Build every dbt model and run its data tests into a fresh DuckDB file, then publish it
     atomically. Lake partitions written before their table's columns changed stop it first,
-    named with what to re-run. dbt's artifacts, compiled SQL and log of the build go to
-    ``<home>/dbt-target/<run id>`` (the newest three kept). The unit tests (fixed fixtures, independent of the lake) are
-    excluded here, as dbt recommends for production builds; `make test` runs them
-    (tests/dbt/test_unit_tests.py)."""
+    named with what to re-run. One build per home at a time (``<home>/build.lock``: the runs of
+    `nwh run`, the UI and the sensor alike), into ``<home>/.warehouse.duckdb.building``, the same
+    path every time, so dbt can re-parse only what changed since the home's previous build
+    (:func:`reuse_partial_parse`). dbt's artifacts, compiled SQL and log of the build go to
+    ``<home>/dbt-target/<run id>`` (the newest three kept). The unit tests (fixed fixtures,
+    independent of the lake) are excluded here, as dbt recommends for production builds;
+    `make test` runs them (tests/dbt/test_unit_tests.py)."""
     target = nwh.warehouse_path
-    building = target.with_name(f".{target.name}.{context.run.run_id}.building")
     target.parent.mkdir(parents=True, exist_ok=True)  # the home may hold nothing else (remote lake)
     ensure_placeholders(nwh.lake)
     outdated = outdated_partitions(nwh.lake)
@@ -104,17 +120,25 @@ def warehouse_dbt(context: dg.AssetExecutionContext, dbt: WarehouseDbt, nwh: Nwh
             "<its study> --checkpoint <checkpoint>`, which redoes what is out of date (or delete "
             f"the partition's folder under {nwh.lake} if its checkpoint is gone):\n"
             + "\n".join(outdated[:20]) + ("\n..." if len(outdated) > 20 else ""))
-    os.environ.update(dbt_env(nwh.lake, building))
-    build_targets = nwh.home_dir / "dbt-target"
-    build_targets.mkdir(exist_ok=True)
-    try:
-        yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context,
-                           target_path=build_targets / context.run.run_id).stream()
-        os.replace(building, target)
-        context.log.info(f"published the warehouse at {target}")
-    finally:
-        building.unlink(missing_ok=True)
-        prune_build_targets(build_targets)
+    builds = nwh.home_dir / "dbt-target"
+    builds.mkdir(exist_ok=True)
+    build = builds / context.run.run_id
+    with home_lock(nwh.home_dir, "build.lock", "warehouse build", say=context.log.info):
+        building = target.with_name(f".{target.name}.building")
+        leftovers = (building, building.with_name(f"{building.name}.wal"))
+        for path in leftovers:  # a killed build's file and DuckDB log: start afresh
+            path.unlink(missing_ok=True)
+        os.environ.update(dbt_env(nwh.lake, building))
+        reuse_partial_parse(builds, build)
+        try:
+            yield from dbt.cli(["build", *BUILD_EXCLUDES], context=context,
+                               target_path=build).stream()
+            os.replace(building, target)
+            context.log.info(f"published the warehouse at {target}")
+        finally:
+            for path in leftovers:
+                path.unlink(missing_ok=True)
+            prune_build_targets(builds)
 
 
 assets = [warehouse_dbt]

@@ -1,7 +1,7 @@
 """Foundation benchmarks (run by `make bench`, never by `make test`).
 
 * `nwh demo` wall time from an empty home (trains the demo model, materializes everything,
-  builds the warehouse); goal: under 5 minutes on 2 cores.
+  builds the warehouse); goal: under 5 minutes on 2 cores (asserted), 3 minutes by issue 19.
 * Peak memory (max RSS of a fresh process) of activation extraction on the demo model for two
   corpus sizes 4x apart, median of several runs; goal: within 10% of each other.
 Results are written to tests/benchmarks/RESULTS.md.
@@ -18,6 +18,7 @@ from tests.benchmarks.results import write_section
 
 NWH = str(Path(sys.executable).parent / "nwh")
 RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
+DEMO_GOAL_SECONDS = 180
 
 EXTRACT = """
 import sys, time
@@ -54,12 +55,14 @@ def test_demo_wall_time_and_extraction_memory(tmp_path):
         peaks[n] = statistics.median(s[0] for s in samples)
         rates[n] = statistics.median(s[1] for s in samples)
     growth = peaks[sizes[1]] / peaks[sizes[0]] - 1
+    demo_verdict = ("met" if demo_seconds <= DEMO_GOAL_SECONDS
+                    else f"missed by {demo_seconds - DEMO_GOAL_SECONDS:.0f} s")
 
     text = write_section(
         "Foundation (tests/benchmarks/test_bench_foundation.py)",
         "| figure | value | goal |\n|---|---|---|\n"
         f"| `nwh demo` wall time from an empty home (1 run, includes training) | "
-        f"{demo_seconds:.0f} s | < 300 s |\n"
+        f"{demo_seconds:.0f} s | < 300 s; issue 19: <= {DEMO_GOAL_SECONDS} s, {demo_verdict} |\n"
         f"| extraction peak RSS, {sizes[0]} sentences (median of {RUNS}) | {peaks[sizes[0]]:.0f} MiB | |\n"
         f"| extraction peak RSS, {sizes[1]} sentences (median of {RUNS}) | {peaks[sizes[1]]:.0f} MiB | |\n"
         f"| peak RSS growth for 4x the corpus | {100 * growth:+.1f} % | within 10 % |\n"

@@ -25,6 +25,11 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status: peak memory is measured on Linux only")
 
 
+def at_most_verdict(value: float, goal: float, unit: str, digits: int = 0) -> str:
+    """'met' when `value` is within an at-most `goal`, else by how much it is missed."""
+    return "met" if value <= goal else f"missed by {value - goal:.{digits}f} {unit}"
+
+
 def write_section(name: str, body: str) -> str:
     """Replace (or append) the section `## name` of RESULTS.md with `body`; return the file."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.benchmarks.results import write_section
+from tests.benchmarks.results import at_most_verdict, write_section
 
 NWH = str(Path(sys.executable).parent / "nwh")
 RUNS = int(os.environ.get("NWH_BENCH_RUNS", "3"))
@@ -61,8 +61,7 @@ def test_demo_wall_time_and_extraction_memory(tmp_path):
         peaks[n] = statistics.median(s[0] for s in samples)
         rates[n] = statistics.median(s[1] for s in samples)
     growth = peaks[sizes[1]] / peaks[sizes[0]] - 1
-    verdicts = ["met" if seconds <= DEMO_GOAL_SECONDS
-                else f"missed by {seconds - DEMO_GOAL_SECONDS:.0f} s" for seconds in demo_seconds]
+    verdicts = [at_most_verdict(seconds, DEMO_GOAL_SECONDS, "s") for seconds in demo_seconds]
 
     text = write_section(
         "Foundation (tests/benchmarks/test_bench_foundation.py)",

@@ -138,17 +138,32 @@ HOLD_LOCK = """
 import sys, time
 from pathlib import Path
 from dagster_project.home import home_lock
-home = Path(sys.argv[1])
-with home_lock(home, sys.argv[3], "holder"):
+home, seconds, name = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+
+
+def someone_waits(inode):
+    # Linux lists a process blocked in flock on the file as "-> FLOCK ... <dev>:<inode> 0 EOF"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    return any("->" in line and f":{inode} " in line for line in lines)
+
+
+with home_lock(home, name, "holder"):
     (home / "held").write_text("1")
-    time.sleep(float(sys.argv[2]))
+    inode, deadline = (home / name).stat().st_ino, time.time() + seconds
+    while time.time() < deadline and not someone_waits(inode):
+        time.sleep(0.05)
     (home / "releasing").write_text(repr(time.time()))
 """
 
 
 def lock_holder(home: Path, seconds: float, lock: str = "run.lock") -> subprocess.Popen:
-    """A process holding ``<home>/<lock>`` (:func:`dagster_project.home.home_lock`) for
-    `seconds`, returned once it holds it; it writes <home>/releasing (the time) as it lets go."""
+    """A process holding ``<home>/<lock>`` (:func:`dagster_project.home.home_lock`) until another
+    process blocks waiting for it (seen in Linux's /proc/locks), or at most `seconds`; returned
+    once it holds the lock. It writes <home>/releasing (the time) as it lets go. Waiting for the
+    waiter, not for a fixed time, keeps a slow machine from reaching the lock after it is free."""
     proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home), str(seconds), lock])
     deadline = time.time() + 60
     while not (home / "held").exists():

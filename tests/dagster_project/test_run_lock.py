@@ -12,7 +12,7 @@ from tests.conftest import lock_holder
 
 
 def test_a_second_run_waits_for_the_first_or_stops_naming_it(tmp_path):
-    proc = lock_holder(tmp_path, 1.5)
+    proc = lock_holder(tmp_path, 120)
     with pytest.raises(RuntimeError, match=f"another nwh run is working on .* \\(pid {proc.pid}\\)"):
         with run_lock(tmp_path, wait=False):
             pass

@@ -159,12 +159,12 @@ with home_lock(home, name, "holder"):
 """
 
 
-def lock_holder(home: Path, seconds: float, lock: str = "run.lock") -> subprocess.Popen:
+def lock_holder(home: Path, lock: str = "run.lock", at_most: float = 120) -> subprocess.Popen:
     """A process holding ``<home>/<lock>`` (:func:`dagster_project.home.home_lock`) until another
-    process blocks waiting for it (seen in Linux's /proc/locks), or at most `seconds`; returned
+    process blocks waiting for it (seen in Linux's /proc/locks), or `at_most` seconds; returned
     once it holds the lock. It writes <home>/releasing (the time) as it lets go. Waiting for the
     waiter, not for a fixed time, keeps a slow machine from reaching the lock after it is free."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home), str(seconds), lock])
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(home), str(at_most), lock])
     deadline = time.time() + 60
     while not (home / "held").exists():
         assert time.time() < deadline and proc.poll() is None, "the holder never took the lock"

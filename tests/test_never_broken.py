@@ -98,7 +98,7 @@ def test_a_failed_dbt_build_leaves_the_previous_warehouse(tmp_path):
     clusterings = lake.read_table(home / "lake", "clusterings", "m", "final")
     lake.write_table(home / "lake", "clusterings", clusterings.with_columns(n_clusters=pl.lit(1)),
                      "m", checkpoint="final")
-    other_build = lock_holder(home, 120, "build.lock")
+    other_build = lock_holder(home, "build.lock")
     instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(Exception, match="dbt"):
         dg.materialize([*all_assets], selection=dg.AssetSelection.assets(warehouse_dbt),

@@ -12,7 +12,7 @@ from tests.conftest import lock_holder
 
 
 def test_a_second_run_waits_for_the_first_or_stops_naming_it(tmp_path):
-    proc = lock_holder(tmp_path, 120)
+    proc = lock_holder(tmp_path)
     with pytest.raises(RuntimeError, match=f"another nwh run is working on .* \\(pid {proc.pid}\\)"):
         with run_lock(tmp_path, wait=False):
             pass
@@ -25,7 +25,7 @@ def test_a_second_run_waits_for_the_first_or_stops_naming_it(tmp_path):
 
 
 def test_a_killed_holder_frees_the_home(tmp_path):
-    proc = lock_holder(tmp_path, 600)
+    proc = lock_holder(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
     with run_lock(tmp_path, wait=False):  # the kernel dropped the dead process's lock
